@@ -1,0 +1,206 @@
+"""A step-wise FLUX Fill sampler built from the pipeline's own parts.
+
+``FluxFillPipeline.__call__`` runs a candidate from noise to pixels in one go. DVP wants to start
+several candidates, advance each a few steps, score a preview, and finish only the best. This
+sampler reuses diffusers' prompt encoding, latent preparation, mask packing, timestep schedule and
+scheduler step, calling them in the pipeline's order with the pipeline's random draws, so a
+candidate that is paused and finished later gives exactly the pixels of an uninterrupted
+``pipe(...)`` call. Each candidate owns a copy of the scheduler, because the scheduler keeps the
+step index.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ipprompt.dvp.layout import GridSpec
+
+
+@dataclass
+class PromptEncoding:
+    prompt_embeds: torch.Tensor
+    pooled_prompt_embeds: torch.Tensor
+    text_ids: torch.Tensor
+
+
+@dataclass
+class SamplerState:
+    """One candidate in flight: its latents, conditioning, own scheduler and progress."""
+
+    spec: GridSpec
+    steps: int
+    latents: torch.Tensor
+    masked_image_latents: torch.Tensor
+    latent_image_ids: torch.Tensor
+    guidance: torch.Tensor | None
+    scheduler: Any
+    timesteps: torch.Tensor
+    encoding: PromptEncoding
+    height: int
+    width: int
+    step: int = 0
+    last_velocity: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def done(self) -> bool:
+        return self.step >= len(self.timesteps)
+
+
+class FluxFillSampler:
+    """Start, advance, preview and finish FLUX Fill candidates one step at a time."""
+
+    def __init__(self, pipe: Any) -> None:
+        self.pipe = pipe
+        self.transformer_calls = 0
+        self.text_encoder_calls = 0
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipe._execution_device
+
+    def encode_prompt(self, prompt: str) -> PromptEncoding:
+        """Encode the text once; every candidate of a panel shares the result."""
+        with torch.inference_mode():
+            embeds, pooled, text_ids = self.pipe.encode_prompt(
+                prompt=prompt, prompt_2=None, device=self.device, num_images_per_prompt=1, max_sequence_length=512
+            )
+        self.text_encoder_calls += 1
+        return PromptEncoding(embeds, pooled, text_ids)
+
+    @torch.inference_mode()
+    def start(
+        self,
+        canvas: Image.Image,
+        mask: Image.Image,
+        encoding: PromptEncoding,
+        seed: int,
+        steps: int,
+        guidance: float,
+        spec: GridSpec,
+    ) -> SamplerState:
+        """Noise and masked-image latents for one candidate, exactly as ``pipe(...)`` makes them."""
+        pipe = self.pipe
+        device = self.device
+        width, height = canvas.size
+        multiple = pipe.vae_scale_factor * 2
+        if width % multiple or height % multiple:
+            raise ValueError(f"canvas {width}x{height} is not a multiple of {multiple} px")
+        # The pipeline's draws, in its order, from a CPU generator (same pixels on any device).
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        dtype = encoding.prompt_embeds.dtype
+        init_image = pipe.image_processor.preprocess(canvas, height=height, width=width).to(dtype=torch.float32)
+
+        from diffusers.pipelines.flux.pipeline_flux_fill import calculate_shift, retrieve_timesteps
+
+        scheduler = copy.deepcopy(pipe.scheduler)
+        sigmas = np.linspace(1.0, 1 / steps, steps)
+        image_seq_len = (height // pipe.vae_scale_factor // 2) * (width // pipe.vae_scale_factor // 2)
+        mu = calculate_shift(
+            image_seq_len,
+            scheduler.config.get("base_image_seq_len", 256),
+            scheduler.config.get("max_image_seq_len", 4096),
+            scheduler.config.get("base_shift", 0.5),
+            scheduler.config.get("max_shift", 1.15),
+        )
+        timesteps, _ = retrieve_timesteps(scheduler, steps, device, sigmas=sigmas, mu=mu)
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(0)
+        latent_timestep = timesteps[:1]
+        channels = pipe.vae.config.latent_channels
+        # prepare_latents noises through ``pipe.scheduler``; hand it this candidate's fresh copy
+        # (the shared one may hold another run's step index, which would skip the noise).
+        shared_scheduler, pipe.scheduler = pipe.scheduler, scheduler
+        try:
+            latents, latent_image_ids = pipe.prepare_latents(
+                init_image, latent_timestep, 1, channels, height, width, dtype, device, generator, None
+            )
+        finally:
+            pipe.scheduler = shared_scheduler
+        mask_image = pipe.mask_processor.preprocess(mask, height=height, width=width)
+        masked_image = (init_image * (1 - mask_image)).to(device=device, dtype=dtype)
+        mask_latents, masked_latents = pipe.prepare_mask_latents(
+            mask_image, masked_image, 1, channels, 1, height, width, dtype, device, generator
+        )
+        masked_image_latents = torch.cat((masked_latents, mask_latents), dim=-1)
+        guidance_t = None
+        if pipe.transformer.config.guidance_embeds:
+            guidance_t = torch.full([1], guidance, device=device, dtype=torch.float32).expand(latents.shape[0])
+        return SamplerState(
+            spec=spec,
+            steps=steps,
+            latents=latents,
+            masked_image_latents=masked_image_latents,
+            latent_image_ids=latent_image_ids,
+            guidance=guidance_t,
+            scheduler=scheduler,
+            timesteps=timesteps,
+            encoding=encoding,
+            height=height,
+            width=width,
+        )
+
+    @torch.inference_mode()
+    def advance(self, state: SamplerState, steps: int, on_step: Any = None) -> None:
+        """Run up to ``steps`` denoising steps (one transformer evaluation each)."""
+        pipe = self.pipe
+        enc = state.encoding
+        end = min(len(state.timesteps), state.step + steps)
+        while state.step < end:
+            t = state.timesteps[state.step]
+            latents = state.latents
+            timestep = t.expand(latents.shape[0]).to(latents.dtype)
+            velocity = pipe.transformer(
+                hidden_states=torch.cat((latents, state.masked_image_latents), dim=2),
+                timestep=timestep / 1000,
+                guidance=state.guidance,
+                pooled_projections=enc.pooled_prompt_embeds,
+                encoder_hidden_states=enc.prompt_embeds,
+                txt_ids=enc.text_ids,
+                img_ids=state.latent_image_ids,
+                joint_attention_kwargs=None,
+                return_dict=False,
+            )[0]
+            self.transformer_calls += 1
+            state.latents = state.scheduler.step(velocity, t, latents, return_dict=False)[0]
+            state.last_velocity = velocity
+            state.step += 1
+            if on_step is not None:
+                on_step()
+
+    def _unpack(self, latents: torch.Tensor, state: SamplerState) -> torch.Tensor:
+        pipe = self.pipe
+        z = pipe._unpack_latents(latents, state.height, state.width, pipe.vae_scale_factor)
+        return z / pipe.vae.config.scaling_factor + pipe.vae.config.shift_factor
+
+    @torch.inference_mode()
+    def preview(self, state: SamplerState) -> Image.Image:
+        """The target cell decoded from the predicted clean latent at the current step.
+
+        Flow matching: x_t = (1 - s) x0 + s e and v = e - x0, so x0 = x_t - s v. After the
+        scheduler step, the latents sit at the next sigma and v is the last velocity. Only the
+        target cell's slice of the latent is decoded.
+        """
+        if state.last_velocity is None:
+            raise ValueError("advance a candidate at least one step before previewing it")
+        sigma = state.scheduler.sigmas[state.scheduler.step_index].to(state.latents.device, state.latents.dtype)
+        x0 = state.latents - sigma * state.last_velocity
+        z = self._unpack(x0, state)
+        scale = self.pipe.vae_scale_factor
+        left, top, right, bottom = state.spec.box(state.spec.target)
+        z = z[:, :, top // scale : bottom // scale, left // scale : right // scale]
+        image = self.pipe.vae.decode(z.to(self.pipe.vae.dtype), return_dict=False)[0]
+        return self.pipe.image_processor.postprocess(image, output_type="pil")[0]
+
+    @torch.inference_mode()
+    def finish(self, state: SamplerState, on_step: Any = None) -> Image.Image:
+        """Run the remaining steps and decode the whole canvas, as the pipeline does."""
+        self.advance(state, len(state.timesteps) - state.step, on_step=on_step)
+        z = self._unpack(state.latents, state)
+        image = self.pipe.vae.decode(z, return_dict=False)[0]
+        return self.pipe.image_processor.postprocess(image, output_type="pil")[0]

@@ -1,0 +1,1 @@
+"""Dynamic Visual Prompting: key elements, reference layouts on a grid, candidate search."""

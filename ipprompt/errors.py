@@ -1,0 +1,62 @@
+"""Errors a user can act on.
+
+Every failure a user can cause or fix (a typo in a story, a missing model, a corrupt image) is an
+``IppromptError``. The CLI prints its message and hint and exits with ``exit_code``; anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class IppromptError(Exception):
+    """A problem the user can fix; ``hint`` says how."""
+
+    exit_code: int = 2
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n{self.hint}"
+
+
+def hf_cache_dir() -> Path:
+    """Where Hugging Face keeps downloaded models (honours HF_HUB_CACHE / HF_HOME)."""
+    try:
+        from huggingface_hub import constants
+
+        return Path(constants.HF_HUB_CACHE)
+    except Exception:  # pragma: no cover - huggingface_hub is a dependency
+        home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+        return home / "hub"
+
+
+class ModelUnavailable(IppromptError):
+    """A model could not be loaded from a local folder, the cache, or the Hub."""
+
+    def __init__(self, model_id: str, role: str, option: str, cause: BaseException | None = None) -> None:
+        reason = f" ({type(cause).__name__}: {str(cause).splitlines()[0][:200]})" if cause else ""
+        message = f"Could not load the {role} model '{model_id}'{reason}."
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        hint_lines = [
+            f"  - It is neither a local folder nor in the Hugging Face cache ({hf_cache_dir()}).",
+            "  - Download it once on a machine with network access: `hf download " + model_id + "`,"
+            " or point "
+            + option
+            + " at a local folder saved with save_pretrained.",
+            "  - Gated models (FLUX.1-Fill-dev) need the licence accepted on huggingface.co and a"
+            " token: `hf auth login` or HF_TOKEN.",
+        ]
+        if offline:
+            hint_lines.append("  - HF_HUB_OFFLINE is set, so nothing is downloaded.")
+        else:
+            hint_lines.append("  - Set HF_HUB_OFFLINE=1 to stop ipprompt trying the network.")
+        hint_lines.append("  - To plan a story without any model, use `--backend preview`.")
+        super().__init__(message, "\n".join(hint_lines))
+        self.model_id = model_id
+        self.role = role

@@ -1,0 +1,386 @@
+"""The story format: schema, loading and validation with located errors.
+
+A story is the user's own writing; a typo in it must never be silently ignored and must never end in
+a traceback. ``load_story`` is the one entry point: it reads TOML with the standard library,
+validates it with pydantic (unknown keys are errors), checks every cross reference (character and
+scene ids, speakers, pinned reference files), and raises one ``StoryError`` listing every problem
+with its key path, line and a likely fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ipprompt.errors import IppromptError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_MODEL = "black-forest-labs/FLUX.1-Fill-dev"
+DEFAULT_ENCODER = "openai/clip-vit-base-patch32"
+BACKENDS = ("flux-fill", "preview")
+SEARCH_MODES = ("pruned", "exhaustive")
+
+
+class _Strict(BaseModel):
+    # Strict: "512" is not silently turned into 512; extra="forbid": typos are errors.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Generation(_Strict):
+    """How panels are generated. Every key has a default; the CLI may override any of them."""
+
+    backend: Literal["flux-fill", "preview"] = "flux-fill"
+    model: str = DEFAULT_MODEL
+    encoder: str = DEFAULT_ENCODER
+    tile: int = Field(512, ge=256, le=1024)
+    grid: Literal[2, 3] = 3
+    steps: int = Field(50, ge=1, le=1000)
+    guidance: float = Field(30.0, ge=0.0, le=100.0)
+    candidates: int = Field(6, ge=1, le=120)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    rounds: int = Field(2, ge=0, le=10)
+    search: Literal["pruned", "exhaustive"] = "pruned"
+    preview_step: int = Field(12, ge=1, le=1000)
+    keep: int = Field(2, ge=1, le=120)
+    continuity: bool = False
+
+    @field_validator("tile")
+    @classmethod
+    def _tile_multiple_of_16(cls, v: int) -> int:
+        if v % 16:
+            lower, upper = v - v % 16, v - v % 16 + 16
+            raise ValueError(f"must be a multiple of 16 (FLUX works on 16 px blocks); try {lower} or {upper}")
+        return v
+
+
+class Character(_Strict):
+    name: str | None = None
+    description: str = Field(min_length=1)
+    refs: list[str] = []
+
+
+class Scene(_Strict):
+    name: str | None = None
+    description: str = Field(min_length=1)
+
+
+class Dialogue(_Strict):
+    speaker: str = Field(min_length=1)
+    text: str = Field(min_length=1)
+
+
+class Panel(_Strict):
+    prompt: str = Field(min_length=1)
+    characters: list[str] = []
+    scene: str | None = None
+    elements: list[str] = []
+    caption: str | None = None
+    dialogue: list[Dialogue] = []
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+
+
+class StoryDocument(_Strict):
+    """The TOML document as written (before references are resolved)."""
+
+    title: str = Field(min_length=1)
+    theme: str = Field(min_length=1)
+    style: str = ""
+    generation: Generation = Generation()
+    characters: dict[str, Character] = {}
+    scenes: dict[str, Scene] = {}
+    panels: list[Panel] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Story:
+    """A validated story: the document plus where it lives (paths resolve relative to it)."""
+
+    path: Path
+    doc: StoryDocument
+
+    @property
+    def title(self) -> str:
+        return self.doc.title
+
+    @property
+    def style(self) -> str:
+        return self.doc.style
+
+    @property
+    def generation(self) -> Generation:
+        return self.doc.generation
+
+    @property
+    def characters(self) -> dict[str, Character]:
+        return self.doc.characters
+
+    @property
+    def scenes(self) -> dict[str, Scene]:
+        return self.doc.scenes
+
+    @property
+    def panels(self) -> list[Panel]:
+        return self.doc.panels
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def display_name(self, character_id: str) -> str:
+        c = self.characters.get(character_id)
+        return (c.name or character_id) if c else character_id
+
+    def ref_paths(self, character_id: str) -> list[Path]:
+        """Pinned reference files of a character, as absolute paths."""
+        return [(self.folder / r).resolve() for r in self.characters[character_id].refs]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a story, located as precisely as the file allows."""
+
+    key: str
+    message: str
+    line: int | None = None
+    column: int | None = None
+
+    def format(self, file: Path) -> str:
+        where = f"{file}"
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        key = f" {self.key}:" if self.key else ""
+        return f"{where}:{key} {self.message}"
+
+
+class StoryError(IppromptError):
+    """A story file that cannot be used; lists every problem found, each located."""
+
+    def __init__(self, path: Path, problems: list[Problem]) -> None:
+        self.path = path
+        self.problems = problems
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        lines = "\n".join("  " + p.format(path) for p in problems)
+        super().__init__(f"{path} has {count}:\n{lines}", "Fix the story and run `ipprompt story check` again.")
+
+
+# --------------------------------------------------------------------------- locating keys
+
+
+def _known_keys(loc: tuple[str, ...]) -> list[str]:
+    """Valid key names at a normalised location ('*' stands for an index or an id)."""
+    table: dict[tuple[str, ...], type[BaseModel]] = {
+        (): StoryDocument,
+        ("generation",): Generation,
+        ("characters", "*"): Character,
+        ("scenes", "*"): Scene,
+        ("panels", "*"): Panel,
+        ("panels", "*", "dialogue", "*"): Dialogue,
+    }
+    model = table.get(loc)
+    return list(model.model_fields) if model else []
+
+
+def _normalise(loc: tuple[Any, ...]) -> tuple[str, ...]:
+    """Replace list indexes and character/scene ids by '*' so a location names a table kind."""
+    out = ["*" if isinstance(part, int) else str(part) for part in loc]
+    if len(out) > 1 and out[0] in ("characters", "scenes"):
+        out[1] = "*"
+    return tuple(out)
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            bare = re.fullmatch(r"[A-Za-z0-9_-]+", str(part))
+            piece = str(part) if bare else f'"{part}"'
+            text += f".{piece}" if text else piece
+    return text
+
+
+class _LineIndex:
+    """Best-effort map from a key path to the line that wrote it.
+
+    tomllib gives no positions, so we scan the text: table headers tell which table a line is in,
+    and ``key =`` lines inside that table give the line. Good enough to point a writer at the spot.
+    """
+
+    _header = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+    _key = re.compile(r"^\s*([A-Za-z0-9_\-\"'.]+)\s*=")
+
+    def __init__(self, text: str) -> None:
+        self.entries: list[tuple[tuple[str, ...], int]] = []  # (table path, line) for every key line
+        self.headers: list[tuple[tuple[str, ...], int]] = []
+        table: list[str] = []
+        array_counts: dict[str, int] = {}
+        for number, line in enumerate(text.splitlines(), start=1):
+            m = self._header.match(line)
+            if m:
+                parts = tuple(p.strip().strip('"').strip("'") for p in m.group(2).split("."))
+                if m.group(1) == "[[":
+                    name = ".".join(parts)
+                    index = array_counts.get(name, 0)
+                    array_counts[name] = index + 1
+                    table = (*parts, str(index))
+                else:
+                    table = parts
+                self.headers.append((table, number))
+                continue
+            k = self._key.match(line)
+            if k:
+                keys = tuple(p.strip('"').strip("'") for p in k.group(1).split("."))
+                self.entries.append(((*table, *keys), number))
+
+    def line_of(self, loc: tuple[Any, ...]) -> int | None:
+        path = tuple(str(p) for p in loc)
+        # Longest prefix of the path that some key line or header wrote.
+        for cut in range(len(path), 0, -1):
+            prefix = path[:cut]
+            for written, number in self.entries:
+                if written[:cut] == prefix and len(written) >= cut:
+                    return number
+            for header, number in self.headers:
+                if header == prefix:
+                    return number
+        return None
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    if options:
+        return "valid: " + ", ".join(f"'{o}'" for o in options)
+    return ""
+
+
+def _pydantic_problems(error: ValidationError, lines: _LineIndex) -> list[Problem]:
+    problems: list[Problem] = []
+    for e in error.errors():
+        loc = tuple(e["loc"])
+        kind = e["type"]
+        line = lines.line_of(loc)
+        if kind == "extra_forbidden":
+            key = str(loc[-1])
+            known = _known_keys(_normalise(loc[:-1]))
+            hint = _did_you_mean(key, known)
+            msg = f"unknown key '{key}'" + (f"; {hint}" if hint else "")
+        elif kind == "missing":
+            msg = "required key is missing"
+            line = lines.line_of(loc[:-1]) if loc[:-1] else None
+        elif kind == "literal_error":
+            expected = e.get("ctx", {}).get("expected", "")
+            got = e.get("input")
+            msg = f"{got!r} is not allowed; expected {expected}"
+            options = re.findall(r"'([^']+)'", str(expected))
+            if isinstance(got, str) and options:
+                hint = _did_you_mean(got, options)
+                if hint.startswith("did"):
+                    msg += f"; {hint}"
+        elif kind == "value_error":
+            msg = str(e.get("ctx", {}).get("error", e["msg"]))
+        elif kind.endswith("_type") or kind in ("model_type", "dict_type", "tuple_type"):
+            got = e.get("input")
+            expected = kind.replace("_type", "").replace("model", "table").replace("dict", "table")
+            expected = {"tuple": "list", "string": "string", "int": "integer", "float": "number", "bool": "true or false"}.get(expected, expected)
+            msg = f"expected {expected}, got {type(got).__name__} {got!r}"
+            if isinstance(got, str) and expected in ("integer", "number") and re.fullmatch(r"-?\d+(\.\d+)?", got):
+                msg += f" (write {got} without quotes)"
+        elif kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+            ctx = e.get("ctx", {})
+            bound = {"greater_than_equal": "at least", "less_than_equal": "at most", "greater_than": "more than", "less_than": "less than"}[kind]
+            limit = next(iter(ctx.values()), "?")
+            msg = f"must be {bound} {limit} (got {e.get('input')!r})"
+        elif kind in ("too_short", "string_too_short"):
+            msg = "must not be empty" if not e.get("input") else e["msg"].lower()
+        else:
+            msg = e["msg"]
+        problems.append(Problem(_key_path(loc), msg, line))
+    return sorted(problems, key=lambda p: (p.line is None, p.line or 0))
+
+
+def _reference_problems(doc: StoryDocument, folder: Path, lines: _LineIndex) -> list[Problem]:
+    problems: list[Problem] = []
+    char_ids = list(doc.characters)
+    scene_ids = list(doc.scenes)
+
+    def unknown(loc: tuple[Any, ...], kind: str, value: str, options: list[str]) -> None:
+        hint = _did_you_mean(value, options)
+        if not options:
+            hint = f"the story defines no {kind}s; add a [{kind}s.{value}] table"
+        problems.append(Problem(_key_path(loc), f"unknown {kind} id '{value}'" + (f"; {hint}" if hint else ""), lines.line_of(loc)))
+
+    for cid, character in doc.characters.items():
+        for i, ref in enumerate(character.refs):
+            loc = ("characters", cid, "refs", i)
+            path = folder / ref
+            if not path.is_file():
+                problems.append(Problem(_key_path(loc), f"reference image not found: {path}", lines.line_of(loc)))
+    for p, panel in enumerate(doc.panels):
+        for c, cid in enumerate(panel.characters):
+            if cid not in doc.characters:
+                unknown(("panels", p, "characters", c), "character", cid, char_ids)
+        if panel.scene is not None and panel.scene not in doc.scenes:
+            unknown(("panels", p, "scene"), "scene", panel.scene, scene_ids)
+        for d, line in enumerate(panel.dialogue):
+            if line.speaker not in doc.characters:
+                unknown(("panels", p, "dialogue", d, "speaker"), "character", line.speaker, char_ids)
+        if not panel.elements and not panel.characters and panel.scene is None and not panel.prompt.strip():
+            problems.append(Problem(_key_path(("panels", p)), "panel has nothing to draw", lines.line_of(("panels", p))))
+    return problems
+
+
+def parse_story(text: str, path: Path) -> Story:
+    """Validate story ``text`` as if read from ``path``; raise StoryError listing every problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None)
+        col = getattr(exc, "colno", None)
+        msg = getattr(exc, "msg", str(exc))
+        if line is None:
+            m = re.search(r"line (\d+), column (\d+)", str(exc))
+            if m:
+                line, col = int(m.group(1)), int(m.group(2))
+            msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise StoryError(path, [Problem("", f"TOML syntax error: {msg}", line, col)]) from None
+    lines = _LineIndex(text)
+    try:
+        doc = StoryDocument.model_validate(data)
+    except ValidationError as exc:
+        raise StoryError(path, _pydantic_problems(exc, lines)) from None
+    problems = _reference_problems(doc, path.parent, lines)
+    if problems:
+        raise StoryError(path, problems)
+    return Story(path=path.resolve(), doc=doc)
+
+
+def load_story(path: str | Path) -> Story:
+    """Read and validate a story file; the one entry point for stories."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise IppromptError(f"Story file not found: {path}", "Check the path; example: stories/lighthouse.toml") from None
+    except IsADirectoryError:
+        raise IppromptError(f"{path} is a folder, not a story file.", "Give the .toml file of the story.") from None
+    except UnicodeDecodeError as exc:
+        raise StoryError(path, [Problem("", f"not UTF-8 text (byte {exc.start}); save the story as UTF-8")]) from None
+    return parse_story(text, path)
