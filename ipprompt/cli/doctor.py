@@ -1,0 +1,93 @@
+"""`ipprompt doctor`: what this machine can run, in one table."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import typer
+from rich.table import Table
+
+from ipprompt.cli.console import console
+from ipprompt.story import DEFAULT_ENCODER, DEFAULT_MODEL
+
+GiB = 2**30
+
+
+def suggest_memory_mode(free_bytes: int | None) -> str:
+    """The lightest memory options that fit FLUX.1-Fill-dev at a 1536 px canvas.
+
+    bf16 sizes: transformer 23.8 GB (peaks at ~24.1 GiB with activations), T5-XXL 9.5 GB, CLIP-L and
+    VAE under 0.5 GB. fp8 storage halves the transformer, nf4 quarters it.
+    """
+    if free_bytes is None:
+        return "no CUDA GPU: use --backend preview to plan (FLUX on a CPU takes hours per panel)"
+    gib = free_bytes / GiB
+    if gib >= 40:
+        return "no options needed (everything fits on the GPU)"
+    if gib >= 28:
+        return "--offload model"
+    if gib >= 16:
+        return "--offload model --quantize fp8"
+    if gib >= 10:
+        return "--offload model --quantize nf4"
+    return "--offload sequential (slow; the GPU is small for FLUX)"
+
+
+def _in_cache(model_id: str) -> str:
+    from ipprompt.errors import hf_cache_dir
+    from ipprompt.run import model_available_locally
+
+    if os.path.isdir(os.path.expanduser(model_id)):
+        return "local folder"
+    return f"yes ({hf_cache_dir()})" if model_available_locally(model_id) else f"no (cache: {hf_cache_dir()})"
+
+
+def _token() -> str:
+    if os.environ.get("HF_TOKEN"):
+        return "yes (HF_TOKEN)"
+    try:
+        from huggingface_hub import get_token
+
+        return "yes (hf auth login)" if get_token() else "no: run `hf auth login` for gated models (FLUX.1-Fill-dev)"
+    except Exception:
+        return "unknown"
+
+
+def doctor(
+    model: str = typer.Option(DEFAULT_MODEL, help="FLUX Fill model to look for."),
+    encoder: str = typer.Option(DEFAULT_ENCODER, help="CLIP model to look for."),
+) -> None:
+    """Show torch and CUDA versions, GPUs and free memory, cached models, and a memory mode to use.
+
+    Example: ipprompt doctor
+    """
+    import diffusers
+    import torch
+    import transformers
+
+    import ipprompt
+
+    table = Table(title="ipprompt doctor", show_header=True, title_justify="left")
+    table.add_column("check", style="bold")
+    table.add_column("result")
+    table.add_row("ipprompt", ipprompt.__version__)
+    table.add_row("python", platform.python_version())
+    table.add_row("torch", torch.__version__)
+    table.add_row("diffusers / transformers", f"{diffusers.__version__} / {transformers.__version__}")
+    cuda = torch.cuda.is_available()
+    table.add_row("CUDA", torch.version.cuda or "not built with CUDA" if not cuda else f"{torch.version.cuda} (available)")
+    best_free: int | None = None
+    if cuda:
+        for i in range(torch.cuda.device_count()):
+            free, total = torch.cuda.mem_get_info(i)
+            best_free = max(best_free or 0, free)
+            table.add_row(f"GPU {i}", f"{torch.cuda.get_device_name(i)}: {free / GiB:.1f} GiB free of {total / GiB:.1f} GiB")
+    else:
+        table.add_row("GPU", "none found")
+    table.add_row("suggested memory mode", suggest_memory_mode(best_free))
+    table.add_row(f"model {model}", _in_cache(model))
+    table.add_row(f"encoder {encoder}", _in_cache(encoder))
+    table.add_row("Hugging Face token", _token())
+    table.add_row("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "not set"))
+    console.print(table)

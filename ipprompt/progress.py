@@ -1,0 +1,110 @@
+"""Progress reporting for long runs: panels, candidates, denoising steps.
+
+The library reports through a small protocol; the CLI passes rich progress bars, Python users may
+pass nothing (silent) or their own object.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+
+class RunProgress(Protocol):
+    def start_run(self, total_panels: int) -> None: ...
+    def start_panel(self, number: int, description: str) -> None: ...
+    def candidates_added(self, n: int) -> None: ...
+    def candidate_done(self) -> None: ...
+    def step(self) -> None: ...
+    def end_panel(self, reused: bool) -> None: ...
+    def note(self, text: str) -> None: ...
+    def close(self) -> None: ...
+
+
+class SilentProgress:
+    """For library use and tests: records notes, shows nothing."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def start_run(self, total_panels: int) -> None:
+        pass
+
+    def start_panel(self, number: int, description: str) -> None:
+        pass
+
+    def candidates_added(self, n: int) -> None:
+        pass
+
+    def candidate_done(self) -> None:
+        pass
+
+    def step(self) -> None:
+        pass
+
+    def end_panel(self, reused: bool) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def close(self) -> None:
+        pass
+
+
+class RichProgress:
+    """Three bars: panels of the story, candidates of this panel, denoising steps (NFE)."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description:<11}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self._panels = self._candidates = self._steps = None
+        self._started = False
+
+    def _ensure(self) -> None:
+        if not self._started:
+            self.progress.start()
+            self._started = True
+
+    def start_run(self, total_panels: int) -> None:
+        self._ensure()
+        self._panels = self.progress.add_task("panels", total=total_panels, info="")
+        self._candidates = self.progress.add_task("candidates", total=0, info="")
+        self._steps = self.progress.add_task("steps", total=None, info="")
+
+    def start_panel(self, number: int, description: str) -> None:
+        self.progress.update(self._panels, info=f"panel {number}: {description[:40]}")
+        self.progress.reset(self._candidates, total=0, info="")
+        self.progress.reset(self._steps, total=None, info="")
+
+    def candidates_added(self, n: int) -> None:
+        task = self.progress.tasks[self._candidates]
+        self.progress.update(self._candidates, total=(task.total or 0) + n)
+
+    def candidate_done(self) -> None:
+        self.progress.advance(self._candidates)
+
+    def step(self) -> None:
+        self.progress.advance(self._steps)
+
+    def end_panel(self, reused: bool) -> None:
+        self.progress.advance(self._panels)
+
+    def note(self, text: str) -> None:
+        self.console.print(text, highlight=False)
+
+    def close(self) -> None:
+        if self._started:
+            self.progress.stop()
+            self._started = False
