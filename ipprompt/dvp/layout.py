@@ -168,24 +168,32 @@ def place_references(
                 return ref
         return None
 
-    cells = iter(free)
-    leftovers: list[Cell] = []
+    picks: dict[int, list[RefImage]] = {e: [] for e in order}
+
+    def take(e: int) -> bool:
+        ref = next_ref(e)
+        if ref is None:
+            return False
+        picks[e].append(ref)
+        used.add(ref.sha256)
+        return True
+
     for e in order:
-        for _ in range(shares[e]):
-            cell = next(cells)
-            ref = next_ref(e)
-            if ref is None:
-                leftovers.append(cell)
-                continue
-            placements.append(Placement(cell, ref, e))
-            used.add(ref.sha256)
-    for cell in leftovers:
+        while len(picks[e]) < shares[e] and take(e):
+            pass
+    # Cells an element could not fill go to the elements that still have references.
+    missing = len(free) - sum(len(v) for v in picks.values())
+    progressed = True
+    while missing > 0 and progressed:
+        progressed = False
         for e in order:
-            ref = next_ref(e)
-            if ref is not None:
-                placements.append(Placement(cell, ref, e))
-                used.add(ref.sha256)
-                break
+            if missing > 0 and take(e):
+                missing -= 1
+                progressed = True
+    cells = iter(free)
+    for e in order:
+        for ref in picks[e]:
+            placements.append(Placement(next(cells), ref, e))
     return Arrangement(tuple(order), offsets, tuple(placements))
 
 
