@@ -72,6 +72,8 @@ def load_flux_fill(model_id: str, options: FluxOptions) -> tuple[Any, torch.devi
     from diffusers import FluxFillPipeline
 
     device = resolve_device(options.device)
+    if options.offload == "sequential" and device.type != "cuda":
+        raise IppromptError("--offload sequential needs a CUDA GPU (it streams each layer to the GPU).", "On the CPU use --offload none.")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     quant = _quantization_config(options.quantize, device)
     local = Path(model_id).expanduser()

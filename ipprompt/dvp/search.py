@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from ipprompt.backends.base import Backend, FillJob
-from ipprompt.dvp.layout import Arrangement, GridSpec, RefImage, build_canvas, crop_target, element_orders, place_references, target_mask
+from ipprompt.dvp.layout import Arrangement, GridSpec, RefImage, build_canvas, crop_target, element_orders, fit_to_tile, place_references, target_mask
 from ipprompt.scoring import Scorer, Scores
 
 
@@ -111,6 +111,13 @@ class CandidateSearch:
         self.open_image = open_image
         self.progress = progress or _NoProgress()
         self.mask = target_mask(spec)
+        self._tiles: dict[str, Image.Image] = {}
+
+    def _tile(self, ref: RefImage) -> Image.Image:
+        """A reference fitted to the tile, decoded and resampled once per panel."""
+        if ref.sha256 not in self._tiles:
+            self._tiles[ref.sha256] = fit_to_tile(self.open_image(ref), self.spec.tile)
+        return self._tiles[ref.sha256]
 
     # ------------------------------------------------------------------ arrangements
 
@@ -148,7 +155,7 @@ class CandidateSearch:
     # ------------------------------------------------------------------ running
 
     def _job(self, arrangement: Arrangement, prompt: PanelPrompt) -> FillJob:
-        canvas = build_canvas(self.spec, arrangement, self.open_image)
+        canvas = build_canvas(self.spec, arrangement, self._tile)
         return FillJob(canvas, self.mask, prompt.text, prompt.seed, self.settings.steps, self.settings.guidance, self.spec, prompt.label)
 
     def _score(self, cell: Image.Image, candidate: Candidate, prompt: PanelPrompt) -> Scores:
