@@ -82,6 +82,9 @@ def load_flux_fill(model_id: str, options: FluxOptions) -> tuple[Any, torch.devi
     if quant is not None:
         kwargs["quantization_config"] = quant
     logging.getLogger("diffusers").setLevel(logging.ERROR)
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()  # our own progress bars say what is happening
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -1,0 +1,172 @@
+"""Benchmark one panel: exhaustive (reference) vs pruned DVP search.
+
+Reports transformer evaluations (NFE), seconds per panel and peak GPU memory for each search
+mode on the same arrangements, seed and settings, and whether both chose the same pixels.
+
+  python benchmarks/bench_panel.py --size tiny             # test models on the CPU (< 2 min)
+  python benchmarks/bench_panel.py --size full             # real FLUX.1-Fill-dev shapes, random weights, GPU
+
+``--size full`` builds the real FLUX.1-Fill-dev transformer and VAE architectures with random
+weights (speed and memory do not depend on weight values, and no checkpoint is needed). The text
+encoders run once per panel, so small stand-ins with the real output widths are used for them
+(CLIP-L pooled 768, T5 4096); they are not part of the per-step cost being measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ipprompt.backends.flux_fill import FluxFillBackend, FluxOptions  # noqa: E402
+from ipprompt.dvp.layout import GridSpec, RefImage  # noqa: E402
+from ipprompt.dvp.search import CandidateSearch, PanelPrompt, SearchSettings  # noqa: E402
+from ipprompt.scoring import Scorer  # noqa: E402
+
+FLUX_FILL_TRANSFORMER = dict(
+    patch_size=1, in_channels=384, out_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
+    num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=True,
+    axes_dims_rope=(16, 56, 56),
+)
+FLUX_VAE = dict(
+    in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=16, norm_num_groups=32,
+    sample_size=1024, scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False,
+)
+
+
+def build_full_pipeline(folder: Path, blocks: tuple[int, int] | None) -> Path:
+    """Save a FluxFillPipeline with the real transformer/VAE shapes and random weights."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxFillPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    from ipprompt.testing import _word_tokenizer  # offline tokenizers
+
+    config = dict(FLUX_FILL_TRANSFORMER)
+    if blocks:
+        config["num_layers"], config["num_single_layers"] = blocks
+    torch.manual_seed(0)
+    transformer = FluxTransformer2DModel(**config).to(torch.bfloat16)
+    vae = AutoencoderKL(**FLUX_VAE).to(torch.bfloat16)
+    text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=1000, hidden_size=768, intermediate_size=512, num_attention_heads=12,
+                                                num_hidden_layers=1, max_position_embeddings=77, projection_dim=768)).to(torch.bfloat16)
+    text_encoder_2 = T5EncoderModel(T5Config(vocab_size=1000, d_model=4096, d_kv=64, d_ff=1024, num_layers=1, num_heads=8,
+                                             relative_attention_num_buckets=8)).to(torch.bfloat16)
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                                base_image_seq_len=256, max_image_seq_len=4096)
+    pipe = FluxFillPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=_word_tokenizer(77, clip_style=True),
+                            text_encoder_2=text_encoder_2, tokenizer_2=_word_tokenizer(512, clip_style=False), transformer=transformer)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def make_refs(folder: Path, elements: int, per_element: int, size: int) -> tuple[tuple[RefImage, ...], ...]:
+    rng = np.random.default_rng(0)
+    ranked = []
+    for e in range(elements):
+        refs = []
+        for i in range(per_element):
+            path = folder / f"ref-{e}-{i}.png"
+            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path)
+            refs.append(RefImage(f"{e:02d}{i:02d}".ljust(64, "0"), path, f"ref {e}/{i}", 1 - i / 20))
+        ranked.append(tuple(refs))
+    return tuple(ranked)
+
+
+def run_mode(backend: FluxFillBackend, scorer: Scorer, spec: GridSpec, settings: SearchSettings, prompt: PanelPrompt) -> dict:
+    cuda = backend.device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    search = CandidateSearch(backend, scorer, spec, settings, lambda r: Image.open(r.path).convert("RGB"))
+    result = search.run(prompt)
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    return {
+        "search": settings.search,
+        "nfe": result.nfe,
+        "seconds": round(seconds, 3),
+        "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
+        "candidates": len(result.candidates),
+        "finished": sum(c.finished for c in result.candidates),
+        "rounds_run": result.rounds_run,
+        "chosen": result.chosen,
+        "image": np.array(result.image),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=("tiny", "full"), default="tiny")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--tile", type=int, default=None, help="px per cell [tiny: 128, full: 512]")
+    parser.add_argument("--grid", type=int, default=3)
+    parser.add_argument("--candidates", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--preview-step", type=int, default=12)
+    parser.add_argument("--keep", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=0, help="refinement rounds (0: the first round only, comparable NFE)")
+    parser.add_argument("--elements", type=int, default=3)
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--offload", default="none", choices=("none", "model", "sequential"))
+    parser.add_argument("--quantize", default="none", choices=("none", "fp8", "nf4"))
+    parser.add_argument("--blocks", type=int, nargs=2, metavar=("DOUBLE", "SINGLE"), help="full size with fewer blocks (smoke test)")
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/bench_panel.json"))
+    args = parser.parse_args()
+
+    tile = args.tile or (128 if args.size == "tiny" else 512)
+    spec = GridSpec(args.grid, tile)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        from ipprompt.clip import ClipEncoder
+        from ipprompt.testing import build_tiny_clip, build_tiny_flux_fill
+
+        if args.size == "tiny":
+            model = build_tiny_flux_fill(tmp_path / "flux")
+        else:
+            model = build_full_pipeline(tmp_path / "flux", tuple(args.blocks) if args.blocks else None)
+        encoder = ClipEncoder.load(str(build_tiny_clip(tmp_path / "clip")), device="cpu")
+        backend = FluxFillBackend.load(str(model), FluxOptions(device=args.device, offload=args.offload, quantize=args.quantize, compile=args.compile))
+        refs = make_refs(tmp_path, args.elements, 9, min(tile, 512))
+        prompt = PanelPrompt("a girl in a yellow raincoat climbs the lighthouse stairs",
+                             tuple(f"element {i}" for i in range(args.elements)), refs, (), seed=0)
+        base = dict(candidates=args.candidates, rounds=args.rounds, steps=args.steps, preview_step=args.preview_step, keep=args.keep)
+        if args.compile:  # warm-up so compile time is not counted
+            run_mode(backend, Scorer(encoder), spec, SearchSettings(**{**base, "candidates": 1, "steps": 2}, search="exhaustive"), prompt)
+        rows = [run_mode(backend, Scorer(encoder), spec, SearchSettings(**base, search=mode), prompt) for mode in ("exhaustive", "pruned")]
+
+    ex, pr = rows
+    same = bool(np.array_equal(ex.pop("image"), pr.pop("image")))
+    device = torch.cuda.get_device_name(0) if backend.device.type == "cuda" else platform.processor() or "cpu"
+    report = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "size": args.size, "device": device, "torch": torch.__version__,
+        "canvas": spec.size, "settings": {**base, "compile": args.compile, "offload": args.offload, "quantize": args.quantize},
+        "results": rows, "same_pixels": same, "nfe_ratio": round(pr["nfe"] / ex["nfe"], 3), "speedup": round(ex["seconds"] / pr["seconds"], 2),
+    }
+    print(f"\nOne panel, {args.size} model on {device}, canvas {spec.size}px, {args.candidates} candidates, {args.steps} steps, rounds={args.rounds}")
+    print(f"{'search':<11} {'NFE':>5} {'s/panel':>9} {'peak GPU':>9} {'finished':>9} {'chosen':>7}")
+    for r in rows:
+        peak = f"{r['peak_gpu_gib']:.1f}G" if r["peak_gpu_gib"] is not None else "-"
+        print(f"{r['search']:<11} {r['nfe']:>5} {r['seconds']:>9.2f} {peak:>9} {r['finished']:>9} {r['chosen']:>7}")
+    print(f"pruned/exhaustive NFE: {report['nfe_ratio']}, speed-up: {report['speedup']}x, same chosen pixels: {same}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

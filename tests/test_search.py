@@ -1,0 +1,112 @@
+"""Candidate search: NFE of pruned vs exhaustive, identical winners, refinement rounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ipprompt.backends.flux_fill import FluxFillBackend, FluxOptions
+from ipprompt.backends.preview import PreviewBackend
+from ipprompt.dvp.layout import GridSpec, RefImage
+from ipprompt.dvp.search import CandidateSearch, PanelPrompt, SearchSettings
+from ipprompt.scoring import Scorer
+
+SPEC = GridSpec(3, 64)
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_flux_dir: Path) -> FluxFillBackend:
+    return FluxFillBackend.load(str(tiny_flux_dir), FluxOptions(device="cpu"))
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_clip_dir: Path):  # type: ignore[no-untyped-def]
+    from ipprompt.clip import ClipEncoder
+
+    return ClipEncoder.load(str(tiny_clip_dir), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def prompt(tmp_path_factory: pytest.TempPathFactory) -> PanelPrompt:
+    folder = tmp_path_factory.mktemp("refs")
+    rng = np.random.default_rng(1)
+    ranked = []
+    for e in range(3):
+        refs = []
+        for i in range(9):
+            path = folder / f"e{e}-{i}.png"
+            Image.fromarray(rng.integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(path)
+            refs.append(RefImage(f"{e}{i:02d}".ljust(64, "a"), path, f"ref {e}/{i}", round(1 - i / 20, 3)))
+        ranked.append(tuple(refs))
+    return PanelPrompt(
+        "a girl in a yellow raincoat on a cliff", ("a girl in a yellow raincoat", "a lighthouse on a cliff", "girl waves"),
+        tuple(ranked), (), seed=5,
+    )
+
+
+def open_image(ref: RefImage) -> Image.Image:
+    return Image.open(ref.path).convert("RGB")
+
+
+def run_search(backend, encoder, prompt, **settings):  # type: ignore[no-untyped-def]
+    s = SearchSettings(**{"candidates": 6, "rounds": 0, "steps": 50, "preview_step": 12, "keep": 2, **settings})
+    calls: list[int] = []
+    hook = backend.pipe.transformer.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        result = CandidateSearch(backend, Scorer(encoder), SPEC, s, open_image).run(prompt)
+    finally:
+        hook.remove()
+    return result, len(calls)
+
+
+@pytest.fixture(scope="module")
+def exhaustive(backend, encoder, prompt):  # type: ignore[no-untyped-def]
+    return run_search(backend, encoder, prompt, search="exhaustive")
+
+
+def test_pruned_uses_at_most_half_the_nfe(backend, encoder, prompt, exhaustive) -> None:  # type: ignore[no-untyped-def]
+    result, calls = exhaustive
+    assert calls == result.nfe == 6 * 50 == 300
+    pruned, pruned_calls = run_search(backend, encoder, prompt, search="pruned")
+    assert pruned_calls == pruned.nfe == 6 * 12 + 2 * 38 == 148
+    assert pruned_calls <= calls / 2
+    assert sum(c.finished for c in pruned.candidates) == 2
+    assert sum(c.pruned for c in pruned.candidates) == 4
+
+
+def test_pruned_and_exhaustive_choose_identical_pixels_when_winner_survives(backend, encoder, prompt, exhaustive) -> None:  # type: ignore[no-untyped-def]
+    ex_result, _ = exhaustive
+    pruned, _ = run_search(backend, encoder, prompt, search="pruned", keep=4)
+    survivors = {c.index for c in pruned.candidates if c.finished}
+    assert ex_result.chosen in survivors, "set up so that the exhaustive winner survives the cut"
+    assert pruned.chosen == ex_result.chosen
+    assert np.array_equal(np.array(pruned.image), np.array(ex_result.image))
+    # Finished candidates are the same pixels in both modes (pausing changes nothing).
+    for c in pruned.candidates:
+        if c.finished:
+            assert np.array_equal(np.array(c.cell), np.array(ex_result.candidates[c.index].cell))
+
+
+def test_refinement_rounds_try_new_arrangements(encoder, prompt) -> None:  # type: ignore[no-untyped-def]
+    s = SearchSettings(candidates=3, rounds=2, steps=4, search="exhaustive")
+    result = CandidateSearch(PreviewBackend(), Scorer(None), SPEC, s, open_image).run(prompt)
+    signatures = [c.arrangement.signature for c in result.candidates]
+    assert len(signatures) == len(set(signatures)), "no arrangement is tried twice"
+    assert 1 <= result.rounds_run <= 3
+    later = [c for c in result.candidates if c.round > 0]
+    assert later, "refinement ran at least one round"
+    first = result.candidates[0].arrangement
+    # Each refinement changes the weakest element's references or its cells.
+    assert all(c.arrangement.order != first.order or c.arrangement.offsets != first.offsets for c in later)
+    best = max((c for c in result.candidates if c.finished), key=lambda c: (c.scores.total, -c.index))
+    assert result.chosen == best.index
+
+
+def test_one_element_means_one_arrangement(encoder, prompt) -> None:  # type: ignore[no-untyped-def]
+    single = PanelPrompt(prompt.text, prompt.element_texts[:1], prompt.ranked[:1], (), 1)
+    s = SearchSettings(candidates=6, rounds=0, steps=4)
+    result = CandidateSearch(PreviewBackend(), Scorer(None), SPEC, s, open_image).run(single)
+    assert len(result.candidates) == 1 and result.chosen == 0
