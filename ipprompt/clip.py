@@ -50,7 +50,7 @@ _silence_expected_transformers_noise()
 
 
 @contextlib.contextmanager
-def _no_transformers_progress_bars() -> Iterator[None]:
+def no_transformers_progress_bars() -> Iterator[None]:
     """Loading a 600 MB checkpoint prints a 'Loading weights' bar; ours draws its own progress."""
     from transformers.utils import logging as hf_logging
 
@@ -140,7 +140,7 @@ class ClipEncoder:
         try:
             from transformers import AutoModel, AutoProcessor
 
-            with _no_transformers_progress_bars():
+            with no_transformers_progress_bars():
                 model = AutoModel.from_pretrained(model_id, dtype=dtype)
                 processor = AutoProcessor.from_pretrained(model_id)
             for needed in ("get_text_features", "get_image_features"):

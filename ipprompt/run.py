@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -445,6 +446,7 @@ class StoryRun:
     def run(self, selection: list[int] | None, force: bool) -> RunResult:
         total = len(self.story.panels)
         numbers = selection or list(range(1, total + 1))
+        self._check_out_folder()
         old_manifest = self.folder.read_manifest() or {}
         old_panels = {p.get("number"): p for p in old_manifest.get("panels", []) if isinstance(p, dict)}
         started = old_manifest.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -489,11 +491,54 @@ class StoryRun:
         backend = backend or self.backend()
         backend.on_step = self.progress.step  # type: ignore[attr-defined]
         self.progress.start_panel(n, self.story.panels[n - 1].prompt)
+        self._set_aside_previous(n, panels.get(n))
         panels[n] = self.generate(plan, backend)
         result.generated.append(n)
         self.folder.write_manifest(self._manifest([panels[i] for i in sorted(panels)], backend, started))
         self.progress.end_panel(reused=False)
         return backend
+
+    def _check_out_folder(self) -> None:
+        """Refuse to write into a folder that holds anything but a run of this story.
+
+        A mistyped ``--out`` must never overwrite someone's files or another story's run.
+        """
+        root = self.folder.root
+        if not root.exists():
+            return
+        if not root.is_dir():
+            raise IppromptError(f"--out {root} is a file, not a folder.", "Choose a folder for the run.")
+        if not any(root.iterdir()):
+            return
+        manifest = self.folder.read_manifest()
+        if manifest is None:
+            raise IppromptError(
+                f"{root} is not empty and holds no ipprompt run; nothing was written there.",
+                "Choose another --out (default: runs/<story name>/), or empty that folder.",
+            )
+        other = manifest.get("story", {}).get("path")
+        if other and Path(other).resolve() != self.story.path:
+            raise IppromptError(
+                f"{root} holds the run of another story ({other}); nothing was written there.",
+                "Choose another --out for this story.",
+            )
+
+    def _set_aside_previous(self, number: int, old: dict[str, Any] | None) -> None:
+        """Keep the image a panel had before it is made again (the user may have liked it).
+
+        The old panel image moves to ``history/NN-<key>.png``; the old candidates' inspection
+        files are removed so the folder matches the new manifest.
+        """
+        image = self.folder.panel_image(number)
+        if image.is_file():
+            key = (old or {}).get("key") or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+            history = self.folder.root / "history" / f"{number:02d}-{key}.png"
+            history.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(image, history)
+        pdir = self.folder.panel_dir(number)
+        if pdir.is_dir():
+            for stale in [*pdir.glob("grid-*.png"), *pdir.glob("cand-*.png")]:
+                stale.unlink()
 
     def _render(self) -> Path | None:
         try:

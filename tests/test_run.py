@@ -96,6 +96,7 @@ def test_interrupted_run_resumes_only_remaining_panels(example_copy: Path, flux:
     result = run_story(example_copy, out=out, panels="1-4", backend="flux-fill", backend_instance=again, **FAST)
     assert result.generated == [4] and result.reused == [1, 2, 3]
     assert again.starts == 2
+    assert len(list((out / "history").glob("04-*.png"))) == 1, "the panel's previous image is kept"
 
     forced = CountingBackend(flux)
     result = run_story(example_copy, out=out, panels="1", backend="flux-fill", backend_instance=forced, force=True, **FAST)
@@ -111,11 +112,11 @@ def test_text_encoders_run_once_per_panel(example_copy: Path, flux: FluxFillBack
     try:
         counting = CountingBackend(flux)
         run_story(example_copy, out=tmp_path / "run", panels="5-6", backend="flux-fill", backend_instance=counting,
-                  **{**FAST, "candidates": 3, "rounds": 1})
+                  **FAST)
     finally:
         for h in hooks:
             h.remove()
-    assert counting.starts >= 6  # several candidates per panel...
+    assert counting.starts == 4  # two candidates per panel...
     assert calls == {"clip": 2, "t5": 2}  # ...but one text encoding per panel
 
 
@@ -165,3 +166,19 @@ def test_theme_with_too_few_images(example_copy: Path, tmp_path: Path, capsys: p
     shutil.rmtree(theme / ".ipprompt", ignore_errors=True)
     r = run_cli(capsys, "story", "run", str(example_copy), "--backend", "preview", "--out", str(tmp_path / "x"))
     assert r.exit_code == 2 and "at least" in r.stderr and "Traceback" not in r.output
+
+
+def test_never_writes_into_a_foreign_folder(example_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "holiday.jpg").write_bytes(b"precious")
+    r = run_cli(capsys, "story", "run", str(example_copy), "--backend", "preview", "--out", str(foreign))
+    assert r.exit_code == 2 and "holds no ipprompt run" in r.stderr
+    assert [p.name for p in foreign.iterdir()] == ["holiday.jpg"]
+
+    other_story = example_copy.with_name("other.toml")
+    other_story.write_text(example_copy.read_text())
+    out = tmp_path / "run"
+    assert run_cli(capsys, "story", "run", str(example_copy), "--backend", "preview", "--panels", "1", "--out", str(out)).exit_code == 0
+    r = run_cli(capsys, "story", "run", str(other_story), "--backend", "preview", "--panels", "1", "--out", str(out))
+    assert r.exit_code == 2 and "another story" in r.stderr

@@ -85,8 +85,10 @@ def load_flux_fill(model_id: str, options: FluxOptions) -> tuple[Any, torch.devi
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.disable_progress_bar()  # our own progress bars say what is happening
+    from ipprompt.clip import no_transformers_progress_bars
+
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), no_transformers_progress_bars():
             warnings.simplefilter("ignore")
             pipe = FluxFillPipeline.from_pretrained(source, **kwargs)
     except (OSError, ValueError, EnvironmentError) as exc:
