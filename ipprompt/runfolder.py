@@ -16,6 +16,17 @@ from typing import Any
 from PIL import Image
 
 MANIFEST = "manifest.json"
+
+
+def _file_mode() -> int:
+    """The mode a plain ``open()`` would give a new file (mkstemp's 0600 would hide the run
+    folder from a static server running as another user)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
 MANIFEST_FORMAT = 1
 
 
@@ -28,6 +39,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         try:

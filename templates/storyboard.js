@@ -1,0 +1,59 @@
+/* Storyboard behaviour, all optional: without JavaScript images open as plain links and the
+   inspector sections open by clicking their summaries. No network, no libraries. */
+(function () {
+  "use strict";
+
+  // Lightbox: show a clicked image full size in a modal <dialog> (Escape or a click closes it).
+  var box = document.querySelector("dialog.lightbox");
+  var figure = box && box.querySelector("figure");
+  var caption = box && box.querySelector("figcaption");
+  var big = null;
+
+  function show(link) {
+    var img = link.querySelector("img");
+    if (!box || !img || typeof box.showModal !== "function") return false;
+    if (!big) {
+      big = document.createElement("img");
+      figure.insertBefore(big, caption);
+    }
+    big.src = img.currentSrc || img.src;
+    big.alt = img.alt;
+    caption.textContent = img.alt;
+    box.showModal();
+    return true;
+  }
+
+  document.addEventListener("click", function (ev) {
+    var link = ev.target.closest ? ev.target.closest("a.zoom") : null;
+    if (!link || ev.button !== 0 || ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.altKey) return;
+    if (show(link)) ev.preventDefault();
+  });
+  document.addEventListener("keydown", function (ev) {
+    var link = ev.target.closest ? ev.target.closest("a.zoom[role=button]") : null;
+    if (link && (ev.key === "Enter" || ev.key === " ")) {
+      if (show(link)) ev.preventDefault();
+    }
+  });
+  if (box) {
+    box.addEventListener("click", function (ev) {
+      if (ev.target === box || ev.target === big) box.close();
+    });
+  }
+
+  // Open the inspector section a link points to (the "how it was made" links, or a shared URL).
+  function openTarget() {
+    var id = decodeURIComponent(location.hash.slice(1));
+    var el = id ? document.getElementById(id) : null;
+    if (el && el.tagName === "DETAILS") el.open = true;
+  }
+  window.addEventListener("hashchange", openTarget);
+  openTarget();
+
+  // Open all / close all.
+  document.querySelectorAll("button[data-details]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var open = button.getAttribute("data-details") === "open";
+      document.querySelectorAll("details.panel-inspector").forEach(function (d) { d.open = open; });
+    });
+  });
+})();
