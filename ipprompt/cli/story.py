@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
 
 from ipprompt.cli.console import console, fail
 from ipprompt.errors import IppromptError
+
+if TYPE_CHECKING:
+    from ipprompt.run import RunResult
 
 app = typer.Typer(
     help="Check, run and render stories (TOML files; see stories/lighthouse.toml).",
@@ -115,29 +118,45 @@ def run(
     _print_summary(result)
 
 
-def _print_summary(result) -> None:  # type: ignore[no-untyped-def]
+def _print_summary(result: "RunResult") -> None:
+    """One row per panel: what was made or kept, the chosen candidate, its scores and cost."""
     m = result.manifest
+    done = [p for p in m["panels"] if p.get("status") == "done"]
+    chosen = {p["number"]: next(c for c in p["candidates"] if c["chosen"]) for p in done}
+    has_clip = any((c.get("scores") or {}).get("clip_t") is not None for c in chosen.values())
+    has_gpu = any(p.get("peak_gpu_bytes") for p in done)
+    columns = ["panel", "status", "cands", "chosen", "score"] + (["CLIP-T", "CLIP-I"] if has_clip else []) + ["NFE", "time"]
+    columns += ["peak GPU"] if has_gpu else []
     table = Table(title=f"{m['story']['title']} — {result.out}", title_justify="left")
-    for col in ("panel", "status", "candidates", "chosen", "score", "CLIP-T", "CLIP-I", "NFE", "time", "peak GPU"):
-        table.add_column(col, justify="right" if col not in ("status",) else "left")
+    for col in columns:
+        table.add_column(col, justify="left" if col == "status" else "right")
+
+    def fmt(v: float | None) -> str:
+        return "" if v is None else f"{v:.3f}"
+
+    def gib(v: int | None) -> str:
+        return f"{v / 2**30:.1f} GiB" if v else "-"
+
     for p in m["panels"]:
         if p.get("status") != "done":
-            table.add_row(str(p["number"]), "pending", "", "", "", "", "", "", "", "")
+            table.add_row(str(p["number"]), "pending", *[""] * (len(columns) - 2))
             continue
-        chosen = next(c for c in p["candidates"] if c["chosen"])
-        s = chosen["scores"] or {}
-        status = "kept" if p["number"] in result.reused else "made"
-        fmt = lambda v: "" if v is None else f"{v:.3f}"  # noqa: E731
-        peak = f"{p['peak_gpu_bytes'] / 2**30:.1f} GiB" if p.get("peak_gpu_bytes") else "-"
-        table.add_row(str(p["number"]), status, str(len(p["candidates"])), str(p["chosen"]), fmt(s.get("total")),
-                      fmt(s.get("clip_t")), fmt(s.get("clip_i")), str(p["nfe"]), f"{p['seconds']:.1f}s", peak)
+        s = chosen[p["number"]]["scores"] or {}
+        n = p["number"]
+        status = "made" if n in result.generated else "kept" if n in result.reused else "earlier"
+        row = [str(n), status, str(len(p["candidates"])),
+               str(p["chosen"]), fmt(s.get("total"))]
+        row += [fmt(s.get("clip_t")), fmt(s.get("clip_i"))] if has_clip else []
+        row += [str(p["nfe"]), f"{p['seconds']:.1f}s"] + ([gib(p.get("peak_gpu_bytes"))] if has_gpu else [])
+        table.add_row(*row)
     t = m["totals"]
-    peak = f"{t['peak_gpu_bytes'] / 2**30:.1f} GiB" if t.get("peak_gpu_bytes") else "-"
-    table.add_row("all", "", "", "", "", "", "", str(t["nfe"]), f"{t['seconds']:.1f}s", peak, style="bold")
+    total = ["all", "", "", "", ""] + (["", ""] if has_clip else []) + [str(t["nfe"]), f"{t['seconds']:.1f}s"]
+    table.add_row(*total, *([gib(t.get("peak_gpu_bytes"))] if has_gpu else []), style="bold")
     console.print(table)
     console.print(f"made {len(result.generated)}, kept {len(result.reused)}; retrieval: {m['models']['retrieval']}")
     if result.storyboard:
-        console.print(f"Storyboard: [bold]{result.storyboard}[/]  (open it with: ipprompt story open {result.out})")
+        console.print(f"Storyboard: [bold]{result.storyboard}[/]")
+        console.print(f"Open it with: ipprompt story open {result.out}", soft_wrap=True)
 
 
 @app.command("render")
