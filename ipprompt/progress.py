@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 
 class RunProgress(Protocol):
+    def indexing(self, done: int, total: int) -> None: ...
     def start_run(self, total_panels: int) -> None: ...
     def start_panel(self, number: int, description: str) -> None: ...
     def candidates_added(self, n: int) -> None: ...
@@ -28,6 +29,9 @@ class SilentProgress:
 
     def __init__(self) -> None:
         self.notes: list[str] = []
+
+    def indexing(self, done: int, total: int) -> None:
+        pass
 
     def start_run(self, total_panels: int) -> None:
         pass
@@ -69,8 +73,15 @@ class RichProgress:
             console=self.console,
             transient=False,
         )
-        self._panels = self._candidates = self._steps = None
+        self._panels = self._candidates = self._steps = self._indexing = None
         self._started = False
+
+    def indexing(self, done: int, total: int) -> None:
+        """Theme images embedded so far (first run on a theme, or new images)."""
+        self._ensure()
+        if self._indexing is None:
+            self._indexing = self.progress.add_task("indexing", total=total, info="theme images (CLIP)")
+        self.progress.advance(self._indexing, done)
 
     def _ensure(self) -> None:
         if not self._started:
