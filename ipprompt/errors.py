@@ -40,7 +40,10 @@ class ModelUnavailable(IppromptError):
     """A model could not be loaded from a local folder, the cache, or the Hub."""
 
     def __init__(self, model_id: str, role: str, option: str, cause: BaseException | None = None) -> None:
-        reason = f" ({type(cause).__name__}: {str(cause).splitlines()[0][:200]})" if cause else ""
+        reason = f" ({type(cause).__name__}: {str(cause).splitlines()[0][:200]})" if cause and str(cause) else ""
+        path_like = "/" in model_id and (model_id.startswith((".", "/", "~")) or model_id.count("/") > 1)
+        if path_like and not Path(model_id).expanduser().exists():
+            reason = f" (the folder {Path(model_id).expanduser()} does not exist)"
         message = f"Could not load the {role} model '{model_id}'{reason}."
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         hint_lines = [

@@ -48,6 +48,9 @@ def resolve_theme_path(name_or_path: str, relative_to: Path | None = None, must_
     for c in candidates:
         if c.is_dir():
             return c.resolve()
+    for c in candidates:
+        if c.is_file():
+            raise IppromptError(f"Theme '{name_or_path}' is a file ({c}), not a folder.", "A theme is a folder of images.")
     if not must_exist:
         if looks_like_path(name_or_path) or raw.is_absolute():
             return (candidates[0]).resolve()
@@ -55,6 +58,6 @@ def resolve_theme_path(name_or_path: str, relative_to: Path | None = None, must_
     tried = ", ".join(str(c) for c in dict.fromkeys(candidates))
     raise IppromptError(
         f"Theme '{name_or_path}' not found (looked in: {tried}).",
-        "Give a folder of images relative to the story file, or a theme name created with "
-        "`ipprompt theme add NAME IMAGES...` (see `ipprompt theme list`).",
+        "Give a folder of images (a story's theme is relative to the story file), or a theme name "
+        "created with `ipprompt theme add NAME IMAGES...` (see `ipprompt theme list`).",
     )

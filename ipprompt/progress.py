@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 
@@ -95,7 +96,7 @@ class RichProgress:
         self._steps = self.progress.add_task("steps", total=None, info="")
 
     def start_panel(self, number: int, description: str) -> None:
-        self.progress.update(self._panels, info=f"panel {number}: {description[:40]}")
+        self.progress.update(self._panels, info=escape(f"panel {number}: {description[:40]}"))
         self.progress.reset(self._candidates, total=0, info="")
         self.progress.reset(self._steps, total=None, info="")
 
@@ -113,7 +114,8 @@ class RichProgress:
         self.progress.advance(self._panels)
 
     def note(self, text: str) -> None:
-        self.console.print(text, highlight=False)
+        """Print a plain message (model ids and paths are user text: never markup)."""
+        self.console.print(text, highlight=False, markup=False)
 
     def close(self) -> None:
         if self._started:

@@ -14,6 +14,7 @@ by name.
 from __future__ import annotations
 
 import base64
+import io
 import importlib.resources
 import json
 import mimetypes
@@ -129,6 +130,33 @@ def relative_urls(run_dir: Path) -> UrlFor:
     return url
 
 
+INLINE_MAX_BYTES = 64 * 1024
+INLINE_MAX_SIDE = 768
+
+
+def _inline_bytes(path: Path) -> tuple[str, bytes]:
+    """A file's bytes for a data URI; big images become JPEG at most 768 px on a side.
+
+    A default run holds dozens of 1536 px grid PNGs: inlined as they are, a single-file page
+    weighs tens of MB. Re-encoded, it stays a page one can mail, and every image still reads.
+    """
+    data = path.read_bytes()
+    mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    if len(data) <= INLINE_MAX_BYTES or not mime.startswith("image/"):
+        return mime, data
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as im:
+            im = im.convert("RGB")
+            im.thumbnail((INLINE_MAX_SIDE, INLINE_MAX_SIDE))
+            buf = io.BytesIO()
+            im.save(buf, format="JPEG", quality=88)
+    except OSError:
+        return mime, data
+    return "image/jpeg", buf.getvalue()
+
+
 def data_urls(run_dir: Path) -> UrlFor:
     """Data URIs, each file encoded once however often it appears (reference thumbs repeat)."""
     cache: dict[Path, str] = {}
@@ -138,8 +166,8 @@ def data_urls(run_dir: Path) -> UrlFor:
         if path is None:
             return None
         if path not in cache:
-            mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            cache[path] = f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+            mime, data = _inline_bytes(path)
+            cache[path] = f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
         return cache[path]
 
     return url
@@ -294,6 +322,12 @@ def _panel_view(panel: Any, manifest: dict[str, Any], url: UrlFor) -> dict[str, 
     chosen = [c for c in p["candidates"] if c["chosen"]]
     p["chosen_candidate"] = chosen[0] if chosen else None
     p["pruned_count"] = sum(1 for c in p["candidates"] if c["pruned"])
+    # Settings this panel was made with (a later run with other options leaves it as it was);
+    # manifests from before per-panel settings fall back to the run's.
+    made_with = _dict(p.get("settings")) or _dict(manifest.get("settings"))
+    p["made_with"] = made_with
+    p["made_by_preview"] = p["done"] and made_with.get("backend") == "preview"
+    p["generator"] = _str("preview backend (no model)" if made_with.get("backend") == "preview" else made_with.get("model") or "")
     p["anchor"] = f"panel-{p['number']}"
     return p
 
@@ -317,7 +351,7 @@ def storyboard_context(manifest: dict[str, Any], url: UrlFor, *, single_file: bo
         "tool": _str(manifest.get("tool")),
         "created": _str(manifest.get("created")),
         "updated": _str(manifest.get("updated")),
-        "preview": backend == "preview",
+        "preview": any(p["made_by_preview"] for p in panels) or (backend == "preview" and not any(p["done"] for p in panels)),
         "backend": backend,
         "generator": _str(models.get("generator") or ("preview backend (no model)" if backend == "preview" else settings.get("model"))),
         "lexical": models.get("retrieval") == "lexical",

@@ -17,11 +17,12 @@ steps, as in diffusers pipelines:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,7 +47,8 @@ RETRIEVAL_K = 9
 EXCLUDE_TOP = 3
 THUMB_PX = 256
 KEY_VERSION = "ipprompt-panel-1"
-# Settings that decide a panel's pixels (device, offload and compile do not).
+# Settings that decide a panel's pixels. Offload and compile do not change them; the compute
+# dtype (bf16 on a GPU, fp32 on a CPU), quantization and VAE tiling do, and join the key too.
 _KEY_SETTINGS = ("backend", "model", "encoder", "tile", "grid", "steps", "guidance", "candidates", "rounds", "search", "preview_step", "keep", "continuity")
 
 
@@ -97,7 +99,9 @@ def parse_panel_selection(text: str, total: int) -> list[int]:
                 lo = hi = int(part)
         except ValueError:
             raise IppromptError(f"--panels: '{part}' is not a panel number or range.", "Example: --panels 1-3,5") from None
-        if lo < 1 or hi > total or lo > hi:
+        if lo > hi:
+            raise IppromptError(f"--panels: '{part}' is a reversed range.", f"Write it as {hi}-{lo}.")
+        if lo < 1 or hi > total:
             raise IppromptError(f"--panels: '{part}' is outside 1-{total}.", f"The story has {total} panels.")
         chosen.update(range(lo, hi + 1))
     if not chosen:
@@ -135,6 +139,22 @@ def _open_ref(ref: RefImage) -> Image.Image:
         raise IppromptError(f"Cannot read reference image {ref.path}: {exc}", "Replace or remove the file.") from None
 
 
+@contextlib.contextmanager
+def out_of_memory_is_a_user_error(doing: str) -> Iterator[None]:
+    """Turn CUDA OOM (loading, encoding or generating) into advice on the memory options."""
+    import torch
+
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        raise IppromptError(
+            f"The GPU ran out of memory ({doing}).",
+            "Try `--offload model --quantize fp8` (24 GB cards), `--offload model` (32 GB and more), or "
+            "`--offload sequential` (least memory, slowest); `ipprompt doctor` suggests a mode for your GPU. "
+            "Finished panels are kept: run the command again with the new options.",
+        ) from None
+
+
 def model_available_locally(model_id: str) -> bool:
     """True when a model is a local folder or already in the Hugging Face cache (no network)."""
     if Path(model_id).expanduser().is_dir():
@@ -142,8 +162,8 @@ def model_available_locally(model_id: str) -> bool:
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        found = try_to_load_from_cache(model_id, "config.json")
-        return isinstance(found, str)
+        # A diffusers pipeline has model_index.json at its root, a transformers model config.json.
+        return any(isinstance(try_to_load_from_cache(model_id, name), str) for name in ("model_index.json", "config.json"))
     except Exception:
         return False
 
@@ -228,10 +248,20 @@ class StoryRun:
             "seed": seed,
             "settings": {k: getattr(self.settings, k) for k in _KEY_SETTINGS},
             "quantize": self.machine.quantize,
+            "vae_tiling": self.machine.vae_tiling,
+            "dtype": self._planned_dtype(),
             "retrieval": self.library.mode,
         }
         key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:24]
         return PanelPlan(number, text, elements, ranked, pinned, seed, key)
+
+    def _planned_dtype(self) -> str | None:
+        """The dtype the generator will compute in, known before it is loaded."""
+        if self.settings.backend == "preview":
+            return None
+        from ipprompt.backends.flux_fill import resolve_device
+
+        return "bfloat16" if resolve_device(self.machine.device).type == "cuda" else "float32"
 
     # 5. generator -------------------------------------------------------------------
     def backend(self) -> Backend:
@@ -245,7 +275,7 @@ class StoryRun:
 
                 if resolve_device(self.machine.device).type == "cpu" and not Path(self.settings.model).is_dir():
                     self.progress.note(
-                        "[yellow]warning:[/] no CUDA GPU: FLUX Fill runs on the CPU, which takes hours per panel "
+                        "warning: no CUDA GPU: FLUX Fill runs on the CPU, which takes hours per panel "
                         "for the full-size model. Use --backend preview to plan, or --device to choose."
                     )
                 self._backend = FluxFillBackend.load(
@@ -295,17 +325,11 @@ class StoryRun:
             plan.seed,
             label,
         )
-        try:
+        with out_of_memory_is_a_user_error(f"panel {plan.number}"):
             result = search.run(prompt)
-        except torch.cuda.OutOfMemoryError:
-            raise IppromptError(
-                f"CUDA ran out of memory on panel {plan.number}.",
-                "Try `--offload model` (24 GB cards), `--quantize fp8`, or `--offload sequential` (slowest, least memory). "
-                "`ipprompt doctor` suggests a mode for your GPU. Finished panels are kept.",
-            ) from None
         seconds = time.perf_counter() - started
         peak = int(torch.cuda.max_memory_allocated()) if cuda else None
-        return self._write_panel(plan, panel, result, seconds, peak)
+        return self._write_panel(plan, panel, result, seconds, peak, backend.stats())
 
     def _reference_embeddings(self, refs: list[RefImage]) -> Any:
         import numpy as np
@@ -333,7 +357,9 @@ class StoryRun:
     def _ref_json(self, ref: RefImage) -> dict[str, Any]:
         return {"sha256": ref.sha256, "caption": ref.caption, "score": ref.score, "file": ref.path.name, "thumb": self._thumb(ref)}
 
-    def _write_panel(self, plan: PanelPlan, panel: Any, result: SearchResult, seconds: float, peak: int | None) -> dict[str, Any]:
+    def _write_panel(
+        self, plan: PanelPlan, panel: Any, result: SearchResult, seconds: float, peak: int | None, backend_stats: dict[str, Any]
+    ) -> dict[str, Any]:
         pdir = self.folder.panel_dir(plan.number)
         mask_path = pdir / "mask.png"
         atomic_save_image(mask_path, target_mask(self.spec))
@@ -372,9 +398,7 @@ class StoryRun:
             "key": plan.key,
             "prompt": panel.prompt,
             "text": plan.text,
-            "caption": panel.caption,
-            "dialogue": [{"speaker": d.speaker, "name": self.story.display_name(d.speaker), "text": d.text} for d in panel.dialogue],
-            "characters": [{"id": c, "name": self.story.display_name(c)} for c in panel.characters],
+            **self._overlay_text(plan.number),
             "scene": panel.scene,
             "seed": plan.seed,
             "elements": [
@@ -386,6 +410,8 @@ class StoryRun:
             "candidates": candidates,
             "chosen": result.chosen,
             "image": self.folder.rel(self.folder.panel_image(plan.number)),
+            "settings": {k: getattr(self.settings, k) for k in _KEY_SETTINGS} | {"seed": self.settings.seed},
+            "machine": backend_stats,
             "rounds_run": result.rounds_run,
             "nfe": result.nfe,
             "seconds": round(seconds, 3),
@@ -393,15 +419,18 @@ class StoryRun:
         }
 
     # the whole run ---------------------------------------------------------------------
-    def _pending(self, number: int) -> dict[str, Any]:
+    def _overlay_text(self, number: int) -> dict[str, Any]:
+        """Text drawn over a panel, not into it: always as the story says now, even for kept panels."""
         panel = self.story.panels[number - 1]
         return {
-            "number": number,
-            "status": "pending",
-            "prompt": panel.prompt,
             "caption": panel.caption,
             "dialogue": [{"speaker": d.speaker, "name": self.story.display_name(d.speaker), "text": d.text} for d in panel.dialogue],
+            "characters": [{"id": c, "name": self.story.display_name(c)} for c in panel.characters],
         }
+
+    def _pending(self, number: int) -> dict[str, Any]:
+        panel = self.story.panels[number - 1]
+        return {"number": number, "status": "pending", "prompt": panel.prompt, **self._overlay_text(number)}
 
     def _reusable(self, old: dict[str, Any] | None, plan: PanelPlan) -> bool:
         if not old or old.get("status") != "done" or old.get("key") != plan.key:
@@ -451,7 +480,9 @@ class StoryRun:
         old_panels = {p.get("number"): p for p in old_manifest.get("panels", []) if isinstance(p, dict)}
         started = old_manifest.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.open_theme()
-        panels: dict[int, dict[str, Any]] = {n: old_panels.get(n) or self._pending(n) for n in range(1, total + 1)}
+        panels: dict[int, dict[str, Any]] = {
+            n: {**old_panels[n], **self._overlay_text(n)} if n in old_panels else self._pending(n) for n in range(1, total + 1)
+        }
         result = RunResult(self.folder.root, {})
         self.progress.start_run(len(numbers))
         backend: Backend | None = self._backend
@@ -473,9 +504,10 @@ class StoryRun:
                 else:
                     plans[n] = plan
             if not self.settings.continuity and plans:
-                backend = self.backend()
-                backend.encode_texts([p.text for p in plans.values()])
-                backend.release_text_encoders()
+                with out_of_memory_is_a_user_error("loading the model and encoding the prompts"):
+                    backend = self.backend()
+                    backend.encode_texts([p.text for p in plans.values()])
+                    backend.release_text_encoders()
                 for n, plan in plans.items():
                     backend = self._generate_one(n, plan, panels, backend, result, started)
         finally:
@@ -488,10 +520,18 @@ class StoryRun:
     def _generate_one(
         self, n: int, plan: PanelPlan, panels: dict[int, dict[str, Any]], backend: Backend | None, result: RunResult, started: str
     ) -> Backend:
-        backend = backend or self.backend()
+        if backend is None:
+            with out_of_memory_is_a_user_error("loading the model"):
+                backend = self.backend()
         backend.on_step = self.progress.step  # type: ignore[attr-defined]
         self.progress.start_panel(n, self.story.panels[n - 1].prompt)
-        self._set_aside_previous(n, panels.get(n))
+        previous = panels.get(n)
+        if previous and previous.get("status") == "done":
+            # Say on disk that this panel is being remade before its old files move away, so a
+            # Ctrl-C now leaves a pending panel, never a "done" one with missing files.
+            panels[n] = self._pending(n)
+            self.folder.write_manifest(self._manifest([panels[i] for i in sorted(panels)], backend, started))
+        self._set_aside_previous(n, previous)
         panels[n] = self.generate(plan, backend)
         result.generated.append(n)
         self.folder.write_manifest(self._manifest([panels[i] for i in sorted(panels)], backend, started))

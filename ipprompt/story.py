@@ -316,6 +316,18 @@ def _pydantic_problems(error: ValidationError, lines: _LineIndex) -> list[Proble
     return sorted(problems, key=lambda p: (p.line is None, p.line or 0))
 
 
+def _unreadable_image(path: Path) -> str | None:
+    """Why a pinned reference cannot be used, or None when Pillow decodes it fully."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except Exception as exc:  # Pillow raises many types for corrupt files
+        return str(exc).splitlines()[0][:120] or type(exc).__name__
+    return None
+
+
 def _reference_problems(doc: StoryDocument, folder: Path, lines: _LineIndex) -> list[Problem]:
     problems: list[Problem] = []
     char_ids = list(doc.characters)
@@ -333,6 +345,8 @@ def _reference_problems(doc: StoryDocument, folder: Path, lines: _LineIndex) -> 
             path = folder / ref
             if not path.is_file():
                 problems.append(Problem(_key_path(loc), f"reference image not found: {path}", lines.line_of(loc)))
+            elif (reason := _unreadable_image(path)) is not None:
+                problems.append(Problem(_key_path(loc), f"not a readable image: {path} ({reason})", lines.line_of(loc)))
     for p, panel in enumerate(doc.panels):
         for c, cid in enumerate(panel.characters):
             if cid not in doc.characters:

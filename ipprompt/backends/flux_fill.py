@@ -106,8 +106,8 @@ def load_flux_fill(model_id: str, options: FluxOptions) -> tuple[Any, torch.devi
         pipe.enable_model_cpu_offload(device=device)
     elif options.offload == "sequential":
         pipe.enable_sequential_cpu_offload(device=device)
-    elif quant is None or options.quantize == "fp8":
-        pipe.to(device)
+    else:
+        pipe.to(device)  # bitsandbytes-quantized parts are already placed; diffusers leaves them
     if options.vae_tiling:
         pipe.vae.enable_tiling()
     if options.compile:

@@ -6,6 +6,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ipprompt.errors import IppromptError
 
@@ -15,7 +16,7 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 def print_error(error: IppromptError) -> None:
     """Print a user error as a red message and a plain hint (no traceback)."""
-    err_console.print(f"[bold red]error:[/] {error.message}", highlight=False, markup=True)
+    err_console.print(f"[bold red]error:[/] {escape(error.message)}", highlight=False, markup=True)
     if error.hint:
         err_console.print(error.hint, highlight=False, markup=False)
 

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from ipprompt.cli.console import console, fail
+from ipprompt.cli.console import console, err_console, fail
 from ipprompt.errors import IppromptError
 
 if TYPE_CHECKING:
@@ -38,20 +39,27 @@ def check(story_path: Path = typer.Argument(..., metavar="STORY", help="The stor
         theme = resolve_theme_path(story.doc.theme, relative_to=story.folder)
     except IppromptError as error:
         raise fail(error)
-    images = [p for p in theme.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and ".ipprompt" not in p.parts]
+    from ipprompt.run import MIN_THEME_IMAGES
+
+    images = [p for p in theme.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+    if len(images) < MIN_THEME_IMAGES:
+        raise fail(IppromptError(
+            f"Theme {theme} has {len(images)} image(s); a run needs at least {MIN_THEME_IMAGES}.",
+            "Add reference images: `ipprompt theme add THEME IMAGES...` or copy images into the folder.",
+        ))
     g = story.generation
-    table = Table(title=f"{story.title}", show_header=False, title_justify="left")
+    table = Table(title=escape(story.title), show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("file", str(story_path))
+    table.add_row("file", escape(str(story_path)))
     table.add_row("panels", str(len(story.panels)))
     chars = []
     for cid, c in story.characters.items():
         pinned = f", {len(c.refs)} pinned ref{'s' if len(c.refs) != 1 else ''} found" if c.refs else ""
-        chars.append(f"{cid} ({c.name or cid}{pinned})")
+        chars.append(escape(f"{cid} ({c.name or cid}{pinned})"))
     table.add_row("characters", ", ".join(chars) or "none")
-    table.add_row("scenes", ", ".join(story.scenes) or "none")
-    table.add_row("theme", f"{theme} ({len(images)} images)")
+    table.add_row("scenes", escape(", ".join(story.scenes)) or "none")
+    table.add_row("theme", escape(f"{theme} ({len(images)} images)"))
     table.add_row("generation", f"{g.backend}, {g.grid}x{g.grid} x {g.tile}px, {g.steps} steps, {g.candidates} candidates, search {g.search}")
     table.add_row("model", g.model)
     table.add_row("encoder", g.encoder)
@@ -62,7 +70,7 @@ def check(story_path: Path = typer.Argument(..., metavar="STORY", help="The stor
 @app.command("run")
 def run(
     story_path: Path = typer.Argument(..., metavar="STORY", help="The story's .toml file."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder [default: runs/<story name>/]."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<story name>/)."),
     backend: Optional[str] = typer.Option(None, help="flux-fill (FLUX.1-Fill-dev) or preview (no model: plan and inspect)."),
     model: Optional[str] = typer.Option(None, help="FLUX Fill model: hub id or local folder."),
     encoder: Optional[str] = typer.Option(None, help="CLIP model for retrieval and scoring: hub id or local folder."),
@@ -70,7 +78,7 @@ def run(
     candidates: Optional[int] = typer.Option(None, help="Arrangements tried per panel and per round."),
     steps: Optional[int] = typer.Option(None, help="Denoising steps."),
     seed: Optional[int] = typer.Option(None, help="Base seed (a panel's own seed wins)."),
-    rounds: Optional[int] = typer.Option(None, help="Refinement rounds after the first [story default: 2]."),
+    rounds: Optional[int] = typer.Option(None, help="Refinement rounds after the first (default 2)."),
     search: Optional[str] = typer.Option(None, help="pruned (finish only the best previews) or exhaustive (finish all)."),
     preview_step: Optional[int] = typer.Option(None, "--preview-step", help="Step at which pruned search scores previews."),
     keep: Optional[int] = typer.Option(None, help="Candidates pruned search finishes per round."),
@@ -86,8 +94,7 @@ def run(
 ) -> None:
     """Generate the story's panels and its storyboard.
 
-    Runs resume: panels whose inputs are unchanged are kept, so after Ctrl-C just run the same
-    command again. Options override the story's [generation] table.
+    Runs resume: panels whose inputs are unchanged are kept, so after Ctrl-C just run the same command again. Options override the story's \[generation] table.
 
     Examples:
 
@@ -115,6 +122,12 @@ def run(
     except IppromptError as error:
         progress.close()
         raise fail(error)
+    except KeyboardInterrupt:
+        progress.close()
+        err_console.print(
+            "Interrupted. Finished panels are kept; run the same command again to resume.", markup=False
+        )
+        raise typer.Exit(code=130) from None
     _print_summary(result)
 
 
@@ -127,7 +140,7 @@ def _print_summary(result: "RunResult") -> None:
     has_gpu = any(p.get("peak_gpu_bytes") for p in done)
     columns = ["panel", "status", "cands", "chosen", "score"] + (["CLIP-T", "CLIP-I"] if has_clip else []) + ["NFE", "time"]
     columns += ["peak GPU"] if has_gpu else []
-    table = Table(title=f"{m['story']['title']} — {result.out}", title_justify="left")
+    table = Table(title=escape(f"{m['story']['title']} — {result.out}"), title_justify="left")
     for col in columns:
         table.add_column(col, justify="left" if col == "status" else "right")
 
@@ -155,7 +168,7 @@ def _print_summary(result: "RunResult") -> None:
     console.print(table)
     console.print(f"made {len(result.generated)}, kept {len(result.reused)}; retrieval: {m['models']['retrieval']}")
     if result.storyboard:
-        console.print(f"Storyboard: [bold]{result.storyboard}[/]")
+        console.print(f"Storyboard: [bold]{escape(str(result.storyboard))}[/]")
         console.print(f"Open it with: ipprompt story open {result.out}", soft_wrap=True)
 
 
@@ -175,7 +188,7 @@ def render(
         path = render_storyboard(run_dir, single_file=single_file, templates=templates)
     except IppromptError as error:
         raise fail(error)
-    console.print(f"Storyboard: [bold]{path}[/]")
+    console.print(f"Storyboard: [bold]{escape(str(path))}[/]")
 
 
 @app.command("open")
