@@ -239,8 +239,12 @@ def test_ambiguous_prefix_is_an_error(tmp_path: Path) -> None:
 def _add_from_another_process(theme: str, source: str, start_together: Any, results: Any) -> None:
     """Child process body: wait for the others, then add ``source`` to ``theme``."""
     start_together.wait(timeout=60)
-    with ThemeLibrary.open(theme, create=True) as library:
-        report = library.add([source])
+    try:
+        with ThemeLibrary.open(theme, create=True) as library:
+            report = library.add([source])
+    except Exception as exc:  # report it: a silent child would only show as a queue timeout
+        results.put((source, -1, -1, repr(exc)))
+        return
     results.put((source, len(report.added), len(report.duplicates), len(report.refused)))
 
 
@@ -263,7 +267,7 @@ def test_processes_adding_to_one_theme_at_once_lose_nothing(tmp_path: Path) -> N
     for worker in workers:
         worker.join(timeout=30)
         assert worker.exitcode == 0
-    assert all(refused == 0 for *_, refused in reports)
+    assert all(refused == 0 for *_, refused in reports), reports
     added = {src: n for src, n, _, _ in reports if not src.endswith("common")}
     assert added == {str(tmp_path / "a"): 15, str(tmp_path / "b"): 15}
     assert sum(n for src, n, _, _ in reports if src.endswith("common")) == 5, "each common image added once"

@@ -110,22 +110,49 @@ class ThemeStore:
 
     @classmethod
     def open(cls, folder: Path) -> ThemeStore:
-        """Open (creating if needed) ``folder/index.sqlite`` in WAL mode with a 30 s busy timeout."""
+        """Open (creating if needed) ``folder/index.sqlite`` in WAL mode with a 30 s busy timeout.
+
+        SQLite does not call the busy handler everywhere: several processes creating the same
+        index at once (the WAL switch, the first schema write) can get "database is locked" at
+        once. Those openers retry with a short back-off until the busy timeout is spent.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        delay = 0.02
+        while True:
+            try:
+                return cls._open_once(folder)
+            except sqlite3.OperationalError as exc:
+                transient = "locked" in str(exc) or "busy" in str(exc)
+                if not transient or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
+    @classmethod
+    def _open_once(cls, folder: Path) -> ThemeStore:
         path = folder / INDEX_FILE
         db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        # Switching to WAL needs a brief exclusive lock; the busy timeout covers a concurrent opener.
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
-        store = cls(db, path)
-        with store.transaction():
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            # Switching to WAL needs a brief exclusive lock; open() retries if another opener has it.
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            store = cls(db, path)
+            store._create_schema()
+        except BaseException:
+            db.close()
+            raise
+        return store
+
+    def _create_schema(self) -> None:
+        db = self._db
+        with self.transaction():
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 db.execute(statement)
             db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
             )
-        return store
 
     def close(self) -> None:
         """Close the connection (safe to call twice)."""
