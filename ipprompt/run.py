@@ -210,6 +210,8 @@ class StoryRun:
                 encoder = load_encoder_or_none(self.settings.encoder, warn=self.progress.note)
         self._encoder = encoder
         self.library = ThemeLibrary.open(self.story.doc.theme, encoder, relative_to=self.story.folder, progress=self.progress.indexing)
+        for refusal in self.library.sync_report.refused:
+            self.progress.note(f"skipped theme file {refusal.line()}")
         if len(self.library) < MIN_THEME_IMAGES:
             raise IppromptError(
                 f"Theme {self.library.path} has {len(self.library)} image(s); at least {MIN_THEME_IMAGES} are needed.",

@@ -121,3 +121,10 @@ def test_doctor_finds_a_cached_pipeline(tmp_path: Path, capsys: pytest.CaptureFi
 
     assert model_available_locally("org/pipe")
     assert not model_available_locally("org/other")
+
+
+def test_corrupt_theme_image_is_named_and_skipped(example_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (example_copy.parent / "themes" / "lighthouse" / "broken.png").write_bytes(b"not a png at all")
+    result = run_cli(capsys, "story", "run", str(example_copy), "--backend", "preview", "--panels", "1", "--out", str(tmp_path / "r"))
+    assert result.exit_code == 0, result.output
+    assert "broken.png" in result.output and "Traceback" not in result.output

@@ -185,6 +185,10 @@ class CandidateSearch:
                     self.progress.candidate_done()
         else:
             survivors = list(range(len(candidates)))
+        # Denoise every survivor to the end before decoding any, for the same reason: one
+        # transformer-to-VAE swap per round under offload, not one per candidate.
+        for i in survivors:
+            self.backend.advance(handles[i], s.steps)
         for i in survivors:
             c, h = candidates[i], handles[i]
             full = self.backend.finish(h)
