@@ -76,7 +76,13 @@ def doctor(
     table.add_row("torch", torch.__version__)
     table.add_row("diffusers / transformers", f"{diffusers.__version__} / {transformers.__version__}")
     cuda = torch.cuda.is_available()
-    table.add_row("CUDA", torch.version.cuda or "not built with CUDA" if not cuda else f"{torch.version.cuda} (available)")
+    if cuda:
+        cuda_text = f"{torch.version.cuda} (available)"
+    elif torch.version.cuda:
+        cuda_text = f"torch built for CUDA {torch.version.cuda}, but no GPU is visible (driver? CUDA_VISIBLE_DEVICES?)"
+    else:
+        cuda_text = "CPU-only build of torch"
+    table.add_row("CUDA", cuda_text)
     best_free: int | None = None
     if cuda:
         for i in range(torch.cuda.device_count()):
