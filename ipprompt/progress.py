@@ -15,9 +15,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 class RunProgress(Protocol):
     def indexing(self, done: int, total: int) -> None: ...
-    def start_run(self, total_panels: int) -> None: ...
+    def start_run(self, total_panels: int, denoising: bool = True) -> None: ...
     def start_panel(self, number: int, description: str) -> None: ...
-    def candidates_added(self, n: int) -> None: ...
+    def candidates_added(self, n: int, steps: int = 0) -> None: ...
     def candidate_done(self) -> None: ...
     def step(self) -> None: ...
     def end_panel(self, reused: bool) -> None: ...
@@ -34,13 +34,13 @@ class SilentProgress:
     def indexing(self, done: int, total: int) -> None:
         pass
 
-    def start_run(self, total_panels: int) -> None:
+    def start_run(self, total_panels: int, denoising: bool = True) -> None:
         pass
 
     def start_panel(self, number: int, description: str) -> None:
         pass
 
-    def candidates_added(self, n: int) -> None:
+    def candidates_added(self, n: int, steps: int = 0) -> None:
         pass
 
     def candidate_done(self) -> None:
@@ -89,26 +89,33 @@ class RichProgress:
             self.progress.start()
             self._started = True
 
-    def start_run(self, total_panels: int) -> None:
+    def start_run(self, total_panels: int, denoising: bool = True) -> None:
         self._ensure()
         self._panels = self.progress.add_task("panels", total=total_panels, info="")
         self._candidates = self.progress.add_task("candidates", total=0, info="")
-        self._steps = self.progress.add_task("steps", total=None, info="")
+        if denoising:  # the preview backend takes no denoising steps
+            self._steps = self.progress.add_task("steps", total=0, info="transformer evaluations")
 
     def start_panel(self, number: int, description: str) -> None:
         self.progress.update(self._panels, info=escape(f"panel {number}: {description[:40]}"))
         self.progress.reset(self._candidates, total=0, info="")
-        self.progress.reset(self._steps, total=None, info="")
+        if self._steps is not None:
+            self.progress.reset(self._steps, total=0)
 
-    def candidates_added(self, n: int) -> None:
+    def candidates_added(self, n: int, steps: int = 0) -> None:
+        """A round of ``n`` candidates starts, planned to take ``steps`` denoising steps."""
         task = self.progress.tasks[self._candidates]
         self.progress.update(self._candidates, total=(task.total or 0) + n)
+        if self._steps is not None:
+            planned = self.progress.tasks[self._steps].total or 0
+            self.progress.update(self._steps, total=planned + steps)
 
     def candidate_done(self) -> None:
         self.progress.advance(self._candidates)
 
     def step(self) -> None:
-        self.progress.advance(self._steps)
+        if self._steps is not None:
+            self.progress.advance(self._steps)
 
     def end_panel(self, reused: bool) -> None:
         self.progress.advance(self._panels)

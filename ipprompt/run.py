@@ -486,7 +486,7 @@ class StoryRun:
             n: {**old_panels[n], **self._overlay_text(n)} if n in old_panels else self._pending(n) for n in range(1, total + 1)
         }
         result = RunResult(self.folder.root, {})
-        self.progress.start_run(len(numbers))
+        self.progress.start_run(len(numbers), denoising=self.settings.backend != "preview")
         backend: Backend | None = self._backend
         previous: dict[str, Any] | None = None
         plans: dict[int, PanelPlan] = {}

@@ -28,12 +28,12 @@ from ipprompt.scoring import Scorer, Scores
 
 
 class SearchProgress(Protocol):
-    def candidates_added(self, n: int) -> None: ...
+    def candidates_added(self, n: int, steps: int = 0) -> None: ...
     def candidate_done(self) -> None: ...
 
 
 class _NoProgress:
-    def candidates_added(self, n: int) -> None:
+    def candidates_added(self, n: int, steps: int = 0) -> None:
         pass
 
     def candidate_done(self) -> None:
@@ -163,10 +163,11 @@ class CandidateSearch:
 
     def run_round(self, arrangements: Sequence[Arrangement], prompt: PanelPrompt, round_no: int, first_index: int) -> list[Candidate]:
         s = self.settings
-        self.progress.candidates_added(len(arrangements))
+        prune = s.search == "pruned" and s.preview_step < s.steps and len(arrangements) > s.keep
+        planned = len(arrangements) * s.preview_step + s.keep * (s.steps - s.preview_step) if prune else len(arrangements) * s.steps
+        self.progress.candidates_added(len(arrangements), planned)
         jobs = [self._job(a, prompt) for a in arrangements]
         candidates = [Candidate(first_index + i, round_no, a, prompt.seed, j.canvas) for i, (a, j) in enumerate(zip(arrangements, jobs))]
-        prune = s.search == "pruned" and s.preview_step < s.steps and len(candidates) > s.keep
         handles = [self.backend.start(j) for j in jobs]
         if prune:
             # Advance all first, then preview all: under model offload this swaps the
