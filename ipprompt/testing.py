@@ -11,7 +11,6 @@ sizes and latent packing behave exactly as in production.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 # Words the tiny tokenizers know. Anything else maps to the unknown token, which is fine for random
@@ -202,8 +201,3 @@ def build_tiny_clip(path: str | Path, seed: int = 0, image_size: int = 32) -> Pa
     processor.save_pretrained(path)
     return path
 
-
-def tiny_vocabulary_words(text: str) -> list[str]:
-    """Words of ``text`` that the tiny tokenizers know (handy for asserting token use)."""
-    known = _vocab()
-    return [w for w in re.findall(r"[a-z]+", text.lower()) if w in known]

@@ -29,11 +29,6 @@ class FillJob:
     label: str = ""  # what the preview backend writes on its composite
 
 
-class CandidateHandle(Protocol):
-    job: FillJob
-    step: int  # denoising steps taken so far
-
-
 class Backend(Protocol):
     """A generator behind the candidate search."""
 

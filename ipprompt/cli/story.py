@@ -94,7 +94,7 @@ def run(
 ) -> None:
     """Generate the story's panels and its storyboard.
 
-    Runs resume: panels whose inputs are unchanged are kept, so after Ctrl-C just run the same command again. Options override the story's \[generation] table.
+    Runs resume: panels whose inputs are unchanged are kept, so after Ctrl-C just run the same command again. Options override the story's \\[generation] table.
 
     Examples:
 

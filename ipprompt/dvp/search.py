@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from PIL import Image
 
@@ -233,12 +233,3 @@ def _best(candidates: Sequence[Candidate]) -> Candidate:
     finished = [c for c in candidates if c.scores is not None]
     return max(finished, key=lambda c: (c.scores.total, -c.index))  # type: ignore[union-attr]
 
-
-def describe(settings: SearchSettings) -> dict[str, Any]:
-    return {
-        "search": settings.search,
-        "candidates": settings.candidates,
-        "rounds": settings.rounds,
-        "preview_step": settings.preview_step,
-        "keep": settings.keep,
-    }
