@@ -208,6 +208,11 @@ class StoryRun:
                 )
             else:
                 encoder = load_encoder_or_none(self.settings.encoder, warn=self.progress.note)
+                if encoder is None and self.settings.backend != "preview":
+                    self.progress.note(
+                        "Without CLIP, candidates are ranked by their references' retrieval scores, not by "
+                        "what was generated; pruned search then cannot judge previews."
+                    )
         self._encoder = encoder
         self.library = ThemeLibrary.open(self.story.doc.theme, encoder, relative_to=self.story.folder, progress=self.progress.indexing)
         for refusal in self.library.sync_report.refused:
