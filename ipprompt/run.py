@@ -41,6 +41,7 @@ from ipprompt.progress import RunProgress, SilentProgress
 from ipprompt.runfolder import RunFolder, atomic_save_image
 from ipprompt.scoring import Scorer
 from ipprompt.story import Generation, Story, load_story
+from ipprompt.theme.importer import sha256_hex
 
 MIN_THEME_IMAGES = 3
 RETRIEVAL_K = 9
@@ -121,14 +122,6 @@ def apply_overrides(generation: Generation, overrides: dict[str, Any]) -> Genera
             msg = e.get("ctx", {}).get("error", e["msg"])
             problems.append(f"--{key.replace('_', '-')} {given.get(key)!r}: {msg}")
         raise IppromptError("Invalid option: " + "; ".join(problems), "See `ipprompt story run --help`.") from None
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _open_ref(ref: RefImage) -> Image.Image:
@@ -228,7 +221,7 @@ class StoryRun:
         refs = []
         for cid in dict.fromkeys(panel_chars):
             for path in self.story.ref_paths(cid):
-                refs.append(RefImage(file_sha256(path), path, f"{self.story.display_name(cid)} (pinned)"))
+                refs.append(RefImage(sha256_hex(path.read_bytes()), path, f"{self.story.display_name(cid)} (pinned)"))
         return refs
 
     def plan(self, number: int, previous: dict[str, Any] | None) -> PanelPlan:
@@ -243,7 +236,7 @@ class StoryRun:
             prev_path = self.folder.root / previous["image"]
             if prev_path.is_file():
                 elements.append(Element("continuity", f"panel {previous['number']}", str(previous["number"])))
-                ranked.append([RefImage(file_sha256(prev_path), prev_path, f"panel {previous['number']}", 1.0)])
+                ranked.append([RefImage(sha256_hex(prev_path.read_bytes()), prev_path, f"panel {previous['number']}", 1.0)])
         seed = panel.seed if panel.seed is not None else self.settings.seed + number
         text = panel_text(panel, self.story)
         key_data = {

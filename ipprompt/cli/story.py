@@ -20,9 +20,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-
-
 @app.command("check")
 def check(story_path: Path = typer.Argument(..., metavar="STORY", help="The story's .toml file.")) -> None:
     """Validate a story and summarise it, without loading any model.
@@ -40,8 +37,9 @@ def check(story_path: Path = typer.Argument(..., metavar="STORY", help="The stor
     except IppromptError as error:
         raise fail(error)
     from ipprompt.run import MIN_THEME_IMAGES
+    from ipprompt.theme.importer import is_image_name
 
-    images = [p for p in theme.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+    images = [p for p in theme.rglob("*") if is_image_name(p)]
     if len(images) < MIN_THEME_IMAGES:
         raise fail(IppromptError(
             f"Theme {theme} has {len(images)} image(s); a run needs at least {MIN_THEME_IMAGES}.",
