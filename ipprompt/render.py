@@ -19,7 +19,6 @@ import importlib.resources
 import json
 import mimetypes
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -27,6 +26,7 @@ from urllib.parse import quote
 
 import jinja2
 
+from ipprompt.atomic import atomic_write_text
 from ipprompt.errors import IppromptError
 from ipprompt.runfolder import MANIFEST, MANIFEST_FORMAT
 
@@ -369,15 +369,7 @@ def _write_page(path: Path, html: str) -> None:
 
     A static web server usually runs as another user, so the page must not keep mkstemp's 0600.
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(html.encode("utf-8"))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, html)
 
 
 def render_storyboard(run_dir: str | Path, *, single_file: bool = False, templates: Path | None = None) -> Path:

@@ -6,60 +6,17 @@ a crash never leaves a half-written PNG or manifest: a file is either the old on
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from ipprompt.atomic import atomic_save_image, atomic_write_bytes  # noqa: F401  (re-exported)
 
 MANIFEST = "manifest.json"
 
 
-def _file_mode() -> int:
-    """The mode a plain ``open()`` would give a new file (mkstemp's 0600 would hide the run
-    folder from a static server running as another user)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-_FILE_MODE = _file_mode()
 MANIFEST_FORMAT = 1
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def atomic_save_image(path: Path, image: Image.Image, **params: Any) -> None:
-    buf = io.BytesIO()
-    fmt = "PNG" if path.suffix.lower() == ".png" else "JPEG"
-    if fmt == "PNG":
-        # Level 1 is ~5x faster than the default for a few percent more bytes; a run writes
-        # hundreds of grids, so this is most of a preview run's time.
-        params.setdefault("compress_level", 1)
-    if fmt == "JPEG" and image.mode != "RGB":
-        image = image.convert("RGB")
-    image.save(buf, format=fmt, **params)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 class RunFolder:

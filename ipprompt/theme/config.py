@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ipprompt.atomic import atomic_write_text
 from ipprompt.clip import DEFAULT_ENCODER
 from ipprompt.errors import IppromptError
 
@@ -94,14 +94,6 @@ def _toml_string(value: str) -> str:
 
 def write_config(folder: Path, config: ThemeConfig) -> Path:
     """Write ``theme.toml`` atomically (temp file + rename), so a reader never sees half a file."""
-    folder.mkdir(parents=True, exist_ok=True)
     text = "".join(f"{key} = {_toml_string(getattr(config, key))}\n" for key in _KEYS)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".theme-", suffix=".toml.tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, folder / CONFIG_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(folder / CONFIG_FILE, text)
     return folder / CONFIG_FILE

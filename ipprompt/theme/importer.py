@@ -15,13 +15,13 @@ import glob
 import hashlib
 import io
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ipprompt.atomic import atomic_write_bytes
 from ipprompt.theme.records import ImportReport, Refusal, ThemeImage
 from ipprompt.theme.store import ImageRow, ThemeStore, now_iso
 
@@ -164,14 +164,7 @@ def _copy_into(folder: Path, sha256: str, suffix: str, data: bytes) -> str:
         # A 64-bit prefix collision with different content: keep both under the full digest.
         name = f"{sha256}{suffix}"
         target = copies / name
-    fd, tmp = tempfile.mkstemp(dir=copies, prefix=".import-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(target, data, fsync=False)
     return f"{COPIES_DIR}/{name}"
 
 

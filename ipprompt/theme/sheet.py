@@ -6,14 +6,14 @@ pictures does. Labels carry the sha prefix that ``theme rm`` accepts.
 
 from __future__ import annotations
 
+import io
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ipprompt.atomic import atomic_write_bytes
 from ipprompt.errors import IppromptError
 from ipprompt.theme.importer import ImageRejected, load_image
 from ipprompt.theme.records import ThemeImage
@@ -75,14 +75,8 @@ def write_contact_sheet(images: Sequence[ThemeImage], out: Path, thumb: int = 16
             f"Cannot write a contact sheet as '{out.name}': unknown image extension '{out.suffix}'.",
             "Use a .png (or .jpg / .webp) file name, e.g. --sheet sheet.png",
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
     sheet = render_contact_sheet(images, thumb=thumb)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".sheet-", suffix=suffix)
-    os.close(fd)
-    try:
-        sheet.save(tmp, format=image_format)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.BytesIO()
+    sheet.save(buf, format=image_format)
+    atomic_write_bytes(out, buf.getvalue())
     return out
