@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import io
 import importlib.resources
-import json
 import mimetypes
 import os
 from collections.abc import Callable
@@ -28,7 +27,18 @@ import jinja2
 
 from ipprompt.atomic import atomic_write_text
 from ipprompt.errors import IppromptError
-from ipprompt.runfolder import MANIFEST, MANIFEST_FORMAT
+from ipprompt.manifest import (
+    MANIFEST,
+    CandidateEntry,
+    CellEntry,
+    ElementEntry,
+    PanelEntry,
+    RefEntry,
+    RunManifest,
+    Scores,
+    StoryInfo,
+    read_manifest,
+)
 
 STORYBOARD = "storyboard.html"
 STORYBOARD_SINGLE = "storyboard-single.html"
@@ -176,184 +186,124 @@ def data_urls(run_dir: Path) -> UrlFor:
 # --------------------------------------------------------------------------- manifest → view
 
 
-def read_manifest(run_dir: Path) -> dict[str, Any]:
-    """The run's manifest, or an IppromptError that says how to make one."""
-    hint = f"Run a story first: `ipprompt story run STORY.toml --out {run_dir}` (add `--backend preview` to plan without a model)."
-    path = run_dir / MANIFEST
-    if not run_dir.is_dir():
-        raise IppromptError(f"Run folder {run_dir} does not exist.", hint)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise IppromptError(f"{run_dir} is not a run folder: it has no {MANIFEST}.", hint) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IppromptError(f"Cannot read {path}: {exc}", hint) from None
-    if not isinstance(data, dict) or not isinstance(data.get("panels"), list):
-        raise IppromptError(f"{path} is not an ipprompt manifest (no list of panels).", hint)
-    if data.get("format") != MANIFEST_FORMAT:
-        raise IppromptError(
-            f"{path} has manifest format {data.get('format')!r}; this ipprompt reads format {MANIFEST_FORMAT}.",
-            "Re-run the story with this version of ipprompt, or render with the version that made it.",
-        )
-    return data
+def _ref_view(ref: RefEntry | CellEntry, url: UrlFor) -> dict[str, Any]:
+    return {**ref.model_dump(), "thumb_url": url(ref.thumb)}
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return dict(value) if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, list) else []
-
-
-def _str(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-def _ref_view(ref: Any, url: UrlFor) -> dict[str, Any]:
-    r = _dict(ref)
-    r.setdefault("caption", None)
-    r.setdefault("score", None)
-    r.setdefault("file", None)
-    r["thumb_url"] = url(r.get("thumb"))
-    return r
-
-
-def _element_name(element: dict[str, Any], story: dict[str, Any]) -> str:
+def _element_name(element: ElementEntry, story: StoryInfo) -> str:
     """'Mira' rather than 'character:mira': the names a reader of the story knows."""
-    kind, source = element.get("kind"), element.get("source")
-    if not isinstance(source, (str, int)):
-        source = None
-    if kind == "character" and source in _dict(story.get("characters")):
-        return _str(_dict(story["characters"][source]).get("name") or source)
-    if kind == "scene" and source in _dict(story.get("scenes")):
-        return _str(_dict(story["scenes"][source]).get("name") or source)
+    kind, source = element.kind, element.source
+    if kind == "character" and source in story.characters:
+        return str(story.characters[source].get("name") or source)
+    if kind == "scene" and source in story.scenes:
+        return str(story.scenes[source].get("name") or source)
     if kind == "continuity":
         return f"panel {source}" if source else "previous panel"
-    text = _str(element.get("text"))
-    if kind == "explicit" and text:
+    if kind == "explicit" and element.text:
         # A panel may list several explicit elements: their text tells them apart, the kind does not.
-        return text if len(text) <= 32 else text[:31].rstrip() + "…"
-    return _str(element.get("label") or kind or "element")
+        return element.text if len(element.text) <= 32 else element.text[:31].rstrip() + "…"
+    return element.label or kind or "element"
 
 
-def _scores_rows(cand: dict[str, Any], element_names: list[str]) -> list[dict[str, Any]]:
+def _scores_rows(cand: CandidateEntry, element_names: list[str]) -> list[dict[str, Any]]:
     """Score table rows (metric, preview, final): the data the choice was made on, side by side."""
-    preview, final = _dict(cand.get("preview_scores")), _dict(cand.get("scores"))
+    preview, final = cand.preview_scores, cand.scores
+
+    def get(scores: Scores | None, name: str) -> Any:
+        return getattr(scores, name) if scores is not None else None
+
     rows = [
-        {"metric": "total", "preview": preview.get("total"), "final": final.get("total"), "total": True},
-        {"metric": "CLIP-T (text)", "preview": preview.get("clip_t"), "final": final.get("clip_t"), "total": False},
-        {"metric": "CLIP-I (theme)", "preview": preview.get("clip_i"), "final": final.get("clip_i"), "total": False},
+        {"metric": "total", "preview": get(preview, "total"), "final": get(final, "total"), "total": True},
+        {"metric": "CLIP-T (text)", "preview": get(preview, "clip_t"), "final": get(final, "clip_t"), "total": False},
+        {"metric": "CLIP-I (theme)", "preview": get(preview, "clip_i"), "final": get(final, "clip_i"), "total": False},
     ]
-    pre_el, fin_el = _list(preview.get("per_element")), _list(final.get("per_element"))
+    pre_el = preview.per_element if preview else []
+    fin_el = final.per_element if final else []
     for i in range(max(len(pre_el), len(fin_el))):
         name = element_names[i] if i < len(element_names) else f"element {i + 1}"
-        rows.append(
-            {
-                "metric": name,
-                "preview": pre_el[i] if i < len(pre_el) else None,
-                "final": fin_el[i] if i < len(fin_el) else None,
-                "total": False,
-            }
-        )
+        rows.append({"metric": name, "preview": pre_el[i] if i < len(pre_el) else None, "final": fin_el[i] if i < len(fin_el) else None, "total": False})
     # Rows with no value at all (CLIP-T without an encoder) only add noise.
     return [r for r in rows if r["preview"] is not None or r["final"] is not None]
 
 
-def _candidate_view(cand: Any, panel: dict[str, Any], names: list[str], url: UrlFor) -> dict[str, Any]:
-    c = _dict(cand)
-    arrangement = _dict(c.get("arrangement"))
-    order = [o for o in _list(arrangement.get("order")) if isinstance(o, int)]
-    c["index"] = c.get("index")
-    c["round"] = c.get("round")
-    c["seed"] = c.get("seed")
-    c["steps_run"] = c.get("steps_run")
-    c["scores"] = c.get("scores") if isinstance(c.get("scores"), dict) else None
-    c["preview_scores"] = c.get("preview_scores") if isinstance(c.get("preview_scores"), dict) else None
-    c["pruned"] = bool(c.get("pruned"))
-    c["finished"] = bool(c.get("finished"))
-    c["chosen"] = bool(c.get("chosen")) or (c["index"] is not None and c["index"] == panel.get("chosen"))
-    c["grid_url"] = url(c.get("grid"))
-    c["image_url"] = url(c.get("image"))
-    c["order_names"] = [names[o] if 0 <= o < len(names) else f"element {o + 1}" for o in order]
-    c["offsets"] = _list(arrangement.get("offsets"))
-    c["method"] = _dict(c.get("scores")).get("method") or _dict(c.get("preview_scores")).get("method")
-    c["score_rows"] = _scores_rows(c, names)
+def _candidate_view(cand: CandidateEntry, panel: PanelEntry, names: list[str], url: UrlFor) -> dict[str, Any]:
+    c = cand.model_dump()
+    c["preview_scores"] = cand.preview_scores.model_dump() if cand.preview_scores else None
+    c["scores"] = cand.scores.model_dump() if cand.scores else None
+    c["chosen"] = cand.index == panel.chosen if panel.chosen is not None else cand.chosen
+    c["scorer_choice"] = cand.index == panel.scorer_choice
+    c["grid_url"] = url(cand.grid)
+    c["image_url"] = url(cand.image)
+    c["order_names"] = [names[o] if 0 <= o < len(names) else f"element {o + 1}" for o in cand.arrangement.order]
+    c["offsets"] = list(cand.arrangement.offsets)
+    c["method"] = (cand.scores or cand.preview_scores).method if (cand.scores or cand.preview_scores) else None
+    c["score_rows"] = _scores_rows(cand, names)
     return c
 
 
-def _panel_view(panel: Any, manifest: dict[str, Any], url: UrlFor) -> dict[str, Any]:
+def _panel_view(panel: PanelEntry, manifest: RunManifest, url: UrlFor) -> dict[str, Any]:
     """A manifest panel plus what the template should not have to work out: links, names, flags."""
-    p = _dict(panel)
-    story = _dict(manifest.get("story"))
-    characters = _dict(story.get("characters"))
-    p["number"] = p.get("number")
-    p["status"] = _str(p.get("status") or "pending")
-    for key in ("prompt", "text", "caption", "scene", "seed", "chosen", "nfe", "seconds", "rounds_run", "peak_gpu_bytes"):
-        p.setdefault(key, None)
-    dialogue = []
-    for i, line in enumerate(_list(p.get("dialogue"))):
-        d = _dict(line)
-        speaker = d.get("speaker")
-        name = d.get("name") or _dict(characters.get(speaker)).get("name") or speaker or ""
-        dialogue.append({"speaker": speaker, "name": _str(name), "text": _str(d.get("text")), "side": "left" if i % 2 == 0 else "right"})
-    p["dialogue"] = dialogue
-    p["characters"] = [
-        {"id": c.get("id"), "name": _str(c.get("name") or c.get("id"))} for c in (_dict(x) for x in _list(p.get("characters")))
+    story = manifest.story
+    p = panel.model_dump()
+    p["dialogue"] = [
+        {
+            "speaker": d.speaker,
+            "name": str(d.name or story.characters.get(d.speaker, {}).get("name") or d.speaker),
+            "text": d.text,
+            "side": "left" if i % 2 == 0 else "right",
+        }
+        for i, d in enumerate(panel.dialogue)
     ]
-    p["scene_name"] = _str(_dict(_dict(story.get("scenes")).get(p["scene"])).get("name") or p["scene"] or "")
+    p["characters"] = [{"id": c.id, "name": c.name or c.id} for c in panel.characters]
+    p["scene_name"] = str(story.scenes.get(panel.scene or "", {}).get("name") or panel.scene or "")
     elements = []
-    for e in _list(p.get("elements")):
-        ev = _dict(e)
-        ev.setdefault("kind", None)
-        ev.setdefault("text", None)
-        ev["name"] = _element_name(ev, story)
+    for e in panel.elements:
+        ev = e.model_dump()
+        ev["name"] = _element_name(e, story)
         # The inspector shows the name above the element's text unless it only repeats either.
-        ev["heading"] = None if ev["name"] in (ev["kind"], ev["text"]) or ev["kind"] == "explicit" else ev["name"]
-        ev["refs"] = [_ref_view(r, url) for r in _list(ev.get("refs"))]
+        ev["heading"] = None if ev["name"] in (e.kind, e.text) or e.kind == "explicit" else ev["name"]
+        ev["refs"] = [_ref_view(r, url) for r in e.refs]
         elements.append(ev)
     p["elements"] = elements
     names = [e["name"] for e in elements]
-    p["pinned"] = [_ref_view(r, url) for r in _list(p.get("pinned"))]
-    p["image_url"] = url(p.get("image"))
-    p["mask_url"] = url(p.get("mask"))
-    p["candidates"] = [_candidate_view(c, p, names, url) for c in _list(p.get("candidates"))]
-    p["done"] = p["status"] == "done" and p["image_url"] is not None
+    p["pinned"] = [_ref_view(r, url) for r in panel.pinned]
+    p["image_url"] = url(panel.image)
+    p["mask_url"] = url(panel.mask)
+    p["candidates"] = [_candidate_view(c, panel, names, url) for c in panel.candidates]
+    p["done"] = panel.done and p["image_url"] is not None
     chosen = [c for c in p["candidates"] if c["chosen"]]
     p["chosen_candidate"] = chosen[0] if chosen else None
-    p["pruned_count"] = sum(1 for c in p["candidates"] if c["pruned"])
+    p["pruned_count"] = sum(1 for c in panel.candidates if c.pruned)
     # Settings this panel was made with (a later run with other options leaves it as it was);
     # manifests from before per-panel settings fall back to the run's.
-    made_with = _dict(p.get("settings")) or _dict(manifest.get("settings"))
+    made_with = panel.settings or manifest.settings
     p["made_with"] = made_with
     p["made_by_preview"] = p["done"] and made_with.get("backend") == "preview"
-    p["generator"] = _str("preview backend (no model)" if made_with.get("backend") == "preview" else made_with.get("model") or "")
-    p["anchor"] = f"panel-{p['number']}"
+    p["generator"] = str("preview backend (no model)" if made_with.get("backend") == "preview" else made_with.get("model") or "")
+    p["anchor"] = f"panel-{panel.number}"
     return p
 
 
-def storyboard_context(manifest: dict[str, Any], url: UrlFor, *, single_file: bool = False) -> dict[str, Any]:
-    """Everything the template sees: the manifest's own dicts plus a few computed fields."""
-    story = _dict(manifest.get("story"))
-    settings = _dict(manifest.get("settings"))
-    models = _dict(manifest.get("models"))
-    panels = [_panel_view(p, manifest, url) for p in _list(manifest.get("panels"))]
-    backend = _str(settings.get("backend"))
+def storyboard_context(manifest: RunManifest, url: UrlFor, *, single_file: bool = False) -> dict[str, Any]:
+    """Everything the template sees: the manifest's own data plus a few computed fields."""
+    panels = [_panel_view(p, manifest, url) for p in manifest.panels]
+    settings, models = manifest.settings, manifest.models
+    backend = str(settings.get("backend") or "")
     return {
         "manifest": manifest,
-        "title": _str(story.get("title") or "Untitled story"),
-        "story": story,
+        "title": manifest.story.title or "Untitled story",
+        "story": manifest.story.model_dump(),
         "settings": settings,
         "models": models,
-        "machine": _dict(manifest.get("machine")),
-        "theme": _dict(manifest.get("theme")),
-        "totals": _dict(manifest.get("totals")),
-        "tool": _str(manifest.get("tool")),
-        "created": _str(manifest.get("created")),
-        "updated": _str(manifest.get("updated")),
+        "machine": manifest.machine,
+        "theme": manifest.theme,
+        "totals": manifest.totals.model_dump(),
+        "tool": manifest.tool,
+        "created": manifest.created,
+        "updated": manifest.updated,
         "preview": any(p["made_by_preview"] for p in panels) or (backend == "preview" and not any(p["done"] for p in panels)),
         "backend": backend,
-        "generator": _str(models.get("generator") or ("preview backend (no model)" if backend == "preview" else settings.get("model"))),
+        "generator": str(models.get("generator") or ("preview backend (no model)" if backend == "preview" else settings.get("model") or "")),
         "lexical": models.get("retrieval") == "lexical",
         "panels": panels,
         "panels_done": sum(1 for p in panels if p["done"]),
