@@ -29,7 +29,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ipprompt.backends.flux_fill import FluxFillBackend, FluxOptions  # noqa: E402
+from ipprompt.backends.factory import MachineOptions
+from ipprompt.backends.flux_fill import FluxFillBackend  # noqa: E402
 from ipprompt.dvp.layout import GridSpec, RefImage  # noqa: E402
 from ipprompt.dvp.search import CandidateSearch, PanelPrompt, SearchSettings  # noqa: E402
 from ipprompt.scoring import Scorer  # noqa: E402
@@ -90,7 +91,7 @@ def run_mode(backend: FluxFillBackend, scorer: Scorer, spec: GridSpec, settings:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    search = CandidateSearch(backend, scorer, spec, settings, lambda r: Image.open(r.path).convert("RGB"))
+    search = CandidateSearch(backend, scorer, spec, settings)
     result = search.run(prompt)
     if cuda:
         torch.cuda.synchronize()
@@ -139,7 +140,7 @@ def main() -> None:
         else:
             model = build_full_pipeline(tmp_path / "flux", tuple(args.blocks) if args.blocks else None)
         encoder = ClipEncoder.load(str(build_tiny_clip(tmp_path / "clip")), device="cpu")
-        backend = FluxFillBackend.load(str(model), FluxOptions(device=args.device, offload=args.offload, quantize=args.quantize, compile=args.compile))
+        backend = FluxFillBackend.load(str(model), MachineOptions(device=args.device, offload=args.offload, quantize=args.quantize, compile=args.compile))
         refs = make_refs(tmp_path, args.elements, 9, min(tile, 512))
         prompt = PanelPrompt("a girl in a yellow raincoat climbs the lighthouse stairs",
                              tuple(f"element {i}" for i in range(args.elements)), refs, (), seed=0)

@@ -1,30 +1,62 @@
 """The run folder: where a story's panels, visual prompts and manifest live on disk.
 
-Every file is written to a temporary name in the same folder and renamed into place, so Ctrl-C or
-a crash never leaves a half-written PNG or manifest: a file is either the old one or the new one.
+``RunFolder`` is the only writer of a run folder. Every file goes through the one atomic-write
+helper, and every manifest change is a read-modify-write under a file lock, so several processes
+(two GPUs with disjoint ``--panels``) can share a folder: each only replaces its own panels'
+entries. A panel's entry is also written beside its files (``panels/NN/panel.json``) before the
+manifest names it done, so a damaged manifest can be rebuilt from the panels themselves.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
+import shutil
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from ipprompt.atomic import atomic_save_image, atomic_write_bytes  # noqa: F401  (re-exported)
+from filelock import FileLock
 
-MANIFEST = "manifest.json"
+from ipprompt.atomic import atomic_save_image, atomic_write_text, remove_stale_temporaries
+from ipprompt.dvp.layout import RefImage, target_mask
+from ipprompt.errors import IppromptError
+from ipprompt.manifest import (
+    MANIFEST,
+    ArrangementEntry,
+    CandidateEntry,
+    CellEntry,
+    CharacterEntry,
+    DialogueEntry,
+    ElementEntry,
+    ManifestError,
+    PanelEntry,
+    RefEntry,
+    RunManifest,
+    Scores,
+    now_iso,
+    parse_manifest,
+    write_manifest,
+)
 
+if TYPE_CHECKING:
+    from ipprompt.execute import PanelResult
+    from ipprompt.plan import Overlay
 
-MANIFEST_FORMAT = 1
+THUMB_PX = 256
+LOCK = ".manifest.lock"
+PANEL_RECORD = "panel.json"
 
 
 class RunFolder:
-    """Paths inside one run folder (relative paths go into the manifest)."""
+    """Paths inside one run folder and every write to it."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self.notes: list[str] = []
 
+    # ------------------------------------------------------------------ paths
     @property
     def manifest_path(self) -> Path:
         return self.root / MANIFEST
@@ -38,19 +70,213 @@ class RunFolder:
     def ref_thumb(self, sha256: str) -> Path:
         return self.root / "refs" / f"{sha256[:16]}.jpg"
 
+    def history_dir(self) -> Path:
+        return self.root / "history"
+
     def rel(self, path: Path) -> str:
         """A path relative to the run folder, with forward slashes (for HTML links)."""
         return Path(os.path.relpath(path, self.root)).as_posix()
 
-    def read_manifest(self) -> dict[str, Any] | None:
-        """The manifest of an earlier run, or None when there is none or it is unreadable."""
-        try:
-            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-            return None
-        if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-            return None
-        return data
+    # ------------------------------------------------------------------ the manifest
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run folder's lock (other processes on the same folder wait)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.root / LOCK), timeout=600):
+            yield
 
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
-        atomic_write_bytes(self.manifest_path, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    def read(self) -> RunManifest | None:
+        """The manifest on disk; None when there is none. A damaged one is rebuilt from the
+        panels' own records (the damaged file is kept as ``manifest.json.damaged-<time>``)."""
+        try:
+            text = self.manifest_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return self._rebuild() if self._panel_records() else None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise IppromptError(f"Cannot read {self.manifest_path}: {exc}", "Check the folder's permissions.") from None
+        try:
+            return parse_manifest(text, self.manifest_path)
+        except ManifestError as exc:
+            if "manifest format" in exc.message:
+                raise  # another version's manifest: never rewrite it
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+            kept = self.manifest_path.with_name(f"{MANIFEST}.damaged-{stamp}")
+            os.replace(self.manifest_path, kept)
+            self.notes.append(f"{exc.message} Kept it as {kept.name} and rebuilt the manifest from the finished panels.")
+            return self._rebuild()
+
+    def update(self, change: Callable[[RunManifest], None]) -> RunManifest:
+        """Read-modify-write the manifest under the lock, so concurrent writers merge."""
+        with self.lock():
+            manifest = self.read() or RunManifest(created=now_iso())
+            change(manifest)
+            write_manifest(self.root, manifest)
+            return manifest
+
+    def _panel_records(self) -> list[Path]:
+        return sorted((self.root / "panels").glob(f"*/{PANEL_RECORD}"))
+
+    def _rebuild(self) -> RunManifest:
+        manifest = RunManifest(created=now_iso())
+        for record in self._panel_records():
+            try:
+                entry = PanelEntry.model_validate_json(record.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if self.has_files(entry):
+                manifest.set_panel(entry)
+        return manifest
+
+    # ------------------------------------------------------------------ claiming the folder
+    def claim(self, story_path: Path) -> None:
+        """Make sure the folder is free or holds this story's run, and clean a killed run's leftovers.
+
+        A mistyped ``--out`` must never overwrite someone's files or another story's run.
+        """
+        root = self.root
+        if root.exists() and not root.is_dir():
+            raise IppromptError(f"--out {root} is a file, not a folder.", "Choose a folder for the run.")
+        if root.is_dir():
+            if not os.access(root, os.W_OK):
+                raise IppromptError(f"Cannot write to the run folder {root} (read-only).", "Choose another --out, or fix its permissions.")
+            removed = remove_stale_temporaries(root)
+            if removed:
+                self.notes.append(f"Removed {len(removed)} temporary file(s) an interrupted run left in {root}.")
+            ours = {MANIFEST, LOCK, "panels", "refs", "history", "storyboard.html", "storyboard-single.html", "eval.json"}
+            entries = [p.name for p in root.iterdir()]
+            if entries and not self.manifest_path.exists() and not self._panel_records():
+                if not set(entries) <= ours:
+                    raise IppromptError(
+                        f"{root} is not empty and holds no ipprompt run; nothing was written there.",
+                        "Choose another --out (default: runs/<story name>/).",
+                    )
+        with self.lock():
+            manifest = self.read()
+            if manifest is not None and manifest.story.path and Path(manifest.story.path).resolve() != Path(story_path).resolve():
+                raise IppromptError(
+                    f"{root} holds the run of another story ({manifest.story.path}); nothing was written there.",
+                    "Choose another --out for this story.",
+                )
+            if manifest is not None and not self.manifest_path.exists():
+                write_manifest(root, manifest)  # rebuilt from panel records: say so on disk now
+
+    # ------------------------------------------------------------------ panels
+    def has_files(self, entry: PanelEntry) -> bool:
+        files = [entry.image, entry.mask] + [c.grid for c in entry.candidates]
+        return all(isinstance(f, str) and (self.root / f).is_file() for f in files)
+
+    def begin_panel(self, number: int, overlay: "Overlay") -> None:
+        """Before a panel is made again: mark it pending on disk, then move its old image to history.
+
+        In this order a Ctrl-C never leaves a "done" panel whose files are gone.
+        """
+        old: dict[str, PanelEntry | None] = {"entry": None}
+
+        def mark(manifest: RunManifest) -> None:
+            old["entry"] = manifest.panel(number)
+            manifest.set_panel(pending_entry(number, overlay))
+
+        self.update(mark)
+        image = self.panel_image(number)
+        if image.is_file():
+            previous = old["entry"]
+            key = (previous.key if previous else None) or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+            history = self.history_dir() / f"{number:02d}-{key}.png"
+            history.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(image, history)
+        pdir = self.panel_dir(number)
+        if pdir.is_dir():
+            shutil.rmtree(pdir, ignore_errors=True)
+
+    def thumb(self, ref: RefImage) -> str:
+        path = self.ref_thumb(ref.sha256)
+        if not path.exists():
+            image = ref.open()
+            image.thumbnail((THUMB_PX, THUMB_PX))
+            atomic_save_image(path, image, quality=85)
+        return self.rel(path)
+
+    def _ref_entry(self, ref: RefImage) -> RefEntry:
+        return RefEntry(sha256=ref.sha256, caption=ref.caption, score=ref.score, file=ref.path.name, thumb=self.thumb(ref))
+
+    def commit(self, result: "PanelResult") -> PanelEntry:
+        """Write a made panel's files, its record, then its manifest entry (in that order)."""
+        job, search = result.job, result.search
+        n = job.number
+        pdir = self.panel_dir(n)
+        from ipprompt.execute import grid_spec
+
+        atomic_save_image(pdir / "mask.png", target_mask(grid_spec(job)))
+        candidates = []
+        for c in search.candidates:
+            grid_path, cand_path = pdir / f"grid-{c.index}.png", pdir / f"cand-{c.index}.png"
+            atomic_save_image(grid_path, c.canvas)
+            if c.cell is not None:
+                atomic_save_image(cand_path, c.cell)
+            cells = [
+                CellEntry(row=p.cell[0], col=p.cell[1], element=p.element, pinned=p.pinned, sha256=p.ref.sha256, thumb=self.thumb(p.ref), caption=p.ref.caption)
+                for p in c.arrangement.placements
+            ]
+            candidates.append(
+                CandidateEntry(
+                    index=c.index,
+                    round=c.round,
+                    seed=c.seed,
+                    arrangement=ArrangementEntry(order=list(c.arrangement.order), offsets=list(c.arrangement.offsets), cells=cells),
+                    grid=self.rel(grid_path),
+                    image=self.rel(cand_path) if c.cell is not None else None,
+                    prompt=job.text,
+                    steps_run=c.steps_run,
+                    finished=c.finished,
+                    pruned=c.pruned,
+                    preview_scores=Scores(**c.preview_scores.to_json()) if c.preview_scores else None,
+                    scores=Scores(**c.scores.to_json()) if c.scores else None,
+                    chosen=c.index == search.chosen,
+                )
+            )
+        atomic_save_image(self.panel_image(n), search.image)
+        entry = pending_entry(n, job.overlay).model_copy(
+            update=dict(
+                status="done",
+                key=job.key,
+                text=job.text,
+                description=job.description,
+                seed=job.seed,
+                reroll=job.reroll,
+                elements=[
+                    ElementEntry(kind=e.kind, text=e.text, source=e.source, label=e.label, refs=[self._ref_entry(r) for r in refs])
+                    for e, refs in zip(job.elements, job.ranked)
+                ],
+                pinned=[self._ref_entry(r) for r in job.pinned],
+                mask=self.rel(pdir / "mask.png"),
+                candidates=candidates,
+                chosen=search.chosen,
+                scorer_choice=search.chosen,
+                image=self.rel(self.panel_image(n)),
+                settings=job.settings.model_dump(),
+                machine=result.machine,
+                rounds_run=search.rounds_run,
+                nfe=search.nfe,
+                seconds=result.seconds,
+                peak_gpu_bytes=result.peak_gpu_bytes,
+            )
+        )
+        atomic_write_text(pdir / PANEL_RECORD, entry.model_dump_json(indent=1))
+        self.update(lambda m: m.set_panel(entry))
+        return entry
+
+
+def pending_entry(number: int, overlay: "Overlay") -> PanelEntry:
+    """A panel not made (yet): only the story's text, which the storyboard shows in its frame."""
+    return PanelEntry(number=number, status="pending", **overlay_fields(overlay))
+
+
+def overlay_fields(overlay: "Overlay") -> dict[str, object]:
+    """The story text of a panel as manifest fields (refreshed on every run, kept panels too)."""
+    return {
+        "prompt": overlay.prompt,
+        "caption": overlay.caption,
+        "dialogue": [DialogueEntry(speaker=s, name=name, text=t) for s, name, t in overlay.dialogue],
+        "characters": [CharacterEntry(id=i, name=name) for i, name in overlay.characters],
+        "scene": overlay.scene,
+    }

@@ -70,11 +70,7 @@ class Scorer:
             if self._reference_embeddings is not None:
                 vecs = self._reference_embeddings(missing)
             else:
-                images = []
-                for r in missing:
-                    with Image.open(r.path) as im:
-                        images.append(im.convert("RGB"))
-                vecs = self.encoder.embed_images(images)
+                vecs = self.encoder.embed_images([r.open() for r in missing])
             for ref, vec in zip(missing, vecs):
                 self._ref_cache[ref.sha256] = np.asarray(vec, dtype=np.float32)
         return np.stack([self._ref_cache[r.sha256] for r in refs])

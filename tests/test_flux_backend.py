@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from ipprompt.backends.base import FillJob, fill
-from ipprompt.backends.flux_fill import FluxFillBackend, FluxOptions
+from ipprompt.backends.factory import MachineOptions
+from ipprompt.backends.flux_fill import FluxFillBackend
 from ipprompt.dvp.layout import GridSpec, target_mask
 from ipprompt.errors import IppromptError, ModelUnavailable
 
@@ -28,7 +29,7 @@ def job(prompt: str = "a girl in a yellow raincoat", seed: int = 7, steps: int =
 
 @pytest.fixture(scope="module")
 def backend(tiny_flux_dir: Path) -> FluxFillBackend:
-    return FluxFillBackend.load(str(tiny_flux_dir), FluxOptions(device="cpu"))
+    return FluxFillBackend.load(str(tiny_flux_dir), MachineOptions(device="cpu"))
 
 
 def test_tiny_pipeline_runs_four_steps(tiny_flux_dir: Path) -> None:
@@ -93,7 +94,7 @@ def test_nfe_counts_transformer_calls(backend: FluxFillBackend) -> None:
 
 
 def test_offload_model_on_cpu_gives_same_pixels(tiny_flux_dir: Path, backend: FluxFillBackend) -> None:
-    offloaded = FluxFillBackend.load(str(tiny_flux_dir), FluxOptions(device="cpu", offload="model"))
+    offloaded = FluxFillBackend.load(str(tiny_flux_dir), MachineOptions(device="cpu", offload="model"))
     assert np.array_equal(np.array(fill(offloaded, job())), np.array(fill(backend, job())))
 
 
@@ -101,11 +102,11 @@ def test_sequential_offload_needs_a_gpu(tiny_flux_dir: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("a CUDA GPU is present: sequential offload is supported here")
     with pytest.raises(IppromptError, match="CUDA GPU"):
-        FluxFillBackend.load(str(tiny_flux_dir), FluxOptions(device="cpu", offload="sequential"))
+        FluxFillBackend.load(str(tiny_flux_dir), MachineOptions(device="cpu", offload="sequential"))
 
 
 def test_quantize_fp8_stores_weights_in_fp8(tiny_flux_dir: Path, backend: FluxFillBackend) -> None:
-    fp8 = FluxFillBackend.load(str(tiny_flux_dir), FluxOptions(device="cpu", quantize="fp8"))
+    fp8 = FluxFillBackend.load(str(tiny_flux_dir), MachineOptions(device="cpu", quantize="fp8"))
     dtypes = {p.dtype for p in fp8.pipe.transformer.parameters()}
     assert torch.float8_e4m3fn in dtypes
     a = np.array(fill(fp8, job())).astype(float)
@@ -116,15 +117,15 @@ def test_quantize_fp8_stores_weights_in_fp8(tiny_flux_dir: Path, backend: FluxFi
 def test_quantize_nf4(tiny_flux_dir: Path) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(IppromptError, match="CUDA GPU"):
-            FluxFillBackend.load(str(tiny_flux_dir), FluxOptions(device="cpu", quantize="nf4"))
+            FluxFillBackend.load(str(tiny_flux_dir), MachineOptions(device="cpu", quantize="nf4"))
         pytest.skip("nf4 (bitsandbytes 4-bit) needs a CUDA GPU; checked the clear refusal on CPU")
     pytest.importorskip("bitsandbytes", reason="nf4 needs the bitsandbytes package")
-    nf4 = FluxFillBackend.load(str(tiny_flux_dir), FluxOptions(device="cuda", quantize="nf4"))
+    nf4 = FluxFillBackend.load(str(tiny_flux_dir), MachineOptions(device="cuda", quantize="nf4"))
     assert fill(nf4, job()).size == (SPEC.size, SPEC.size)
 
 
 def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailable) as info:
-        FluxFillBackend.load(str(tmp_path / "no-such-model"), FluxOptions(device="cpu"))
+        FluxFillBackend.load(str(tmp_path / "no-such-model"), MachineOptions(device="cpu"))
     text = str(info.value)
     assert "no-such-model" in text and "--backend preview" in text and "hf auth login" in text

@@ -217,7 +217,7 @@ def test_page_is_written_atomically_and_readable_by_all(run_copy: Path) -> None:
     (run_copy / "storyboard.html").unlink()
     out = render_storyboard(run_copy)
     assert stat.S_IMODE(out.stat().st_mode) == 0o644, "a static server running as another user must read it"
-    assert sorted(p.name for p in run_copy.iterdir() if p.name.startswith(".")) == []
+    assert sorted(p.name for p in run_copy.iterdir() if p.name.startswith(".") and p.name != ".manifest.lock") == []
 
 
 def test_single_file_inlines_every_image(run_copy: Path, tmp_path: Path) -> None:
@@ -266,7 +266,7 @@ def _inject(value: Any, key: str = "") -> Any:
         return {k: _inject(v, k) for k, v in value.items()}
     if isinstance(value, list):
         return [_inject(v, key) for v in value]
-    if isinstance(value, str) and key not in {"thumb", "image", "grid", "mask", "status", "backend", "sha256", "key"}:
+    if isinstance(value, str) and key not in {"thumb", "image", "grid", "mask", "status", "backend", "sha256", "key", "picked_by", "shape"}:
         return PAYLOAD + value
     return value
 

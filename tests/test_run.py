@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from cli_helpers import run_cli
-from ipprompt.backends.flux_fill import FluxFillBackend, FluxOptions
+from ipprompt.backends.factory import MachineOptions
+from ipprompt.backends.flux_fill import FluxFillBackend
 from ipprompt.run import run_story
 
 FAST = {"tile": 256, "candidates": 2, "rounds": 0, "steps": 2}
@@ -40,7 +41,7 @@ class CountingBackend:
 
 @pytest.fixture(scope="module")
 def flux(tiny_flux_dir: Path) -> FluxFillBackend:
-    return FluxFillBackend.load(str(tiny_flux_dir), FluxOptions(device="cpu"))
+    return FluxFillBackend.load(str(tiny_flux_dir), MachineOptions(device="cpu"))
 
 
 def test_cli_run_with_tiny_models_writes_the_run_folder(
@@ -90,7 +91,7 @@ def test_interrupted_run_resumes_only_remaining_panels(example_copy: Path, flux:
 
     # Changing one panel's prompt regenerates that panel only.
     text = example_copy.read_text()
-    first_prompt = result.manifest["panels"][3]["prompt"]
+    first_prompt = result.manifest.panels[3].prompt
     example_copy.write_text(text.replace(first_prompt, first_prompt + " at dusk", 1))
     again = CountingBackend(flux)
     result = run_story(example_copy, out=out, panels="1-4", backend="flux-fill", backend_instance=again, **FAST)
@@ -140,10 +141,10 @@ def test_preview_run_needs_no_model(example_copy: Path, tmp_path: Path, capsys: 
 def test_continuity_uses_previous_panel(example_copy: Path, tmp_path: Path) -> None:
     result = run_story(example_copy, out=tmp_path / "c", panels="1-2", backend="preview", continuity=True,
                        encoder="no-such-local-encoder", candidates=2, rounds=0)
-    second = result.manifest["panels"][1]
-    kinds = [e["kind"] for e in second["elements"]]
+    second = result.manifest.panels[1]
+    kinds = [e.kind for e in second.elements]
     assert kinds[-1] == "continuity"
-    assert second["elements"][-1]["refs"][0]["file"] == "01.png"
+    assert second.elements[-1].refs[0].file == "01.png"
 
 
 def test_bad_options_and_missing_model_are_clear(example_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

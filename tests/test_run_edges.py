@@ -33,23 +33,23 @@ def test_brackets_in_user_text_are_not_markup(example_copy: Path, tmp_path: Path
 def test_kept_panels_show_edited_captions_and_names(example_copy: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     first = run_story(example_copy, out=out, panels="1", backend="preview", candidates=2, rounds=0)
-    old_caption = first.manifest["panels"][0]["caption"]
+    old_caption = first.manifest.panels[0].caption
     example_copy.write_text(example_copy.read_text().replace(old_caption, "A brand new caption.", 1).replace('name = "Mira"', 'name = "Mirabel"', 1))
     second = run_story(example_copy, out=out, panels="1", backend="preview", candidates=2, rounds=0)
     assert second.reused == [1]
-    panel = second.manifest["panels"][0]
-    assert panel["caption"] == "A brand new caption."
-    assert {d["name"] for d in panel["dialogue"]} == {"Mirabel"}
+    panel = second.manifest.panels[0]
+    assert panel.caption == "A brand new caption."
+    assert {d.name for d in panel.dialogue} == {"Mirabel"}
     assert "A brand new caption." in (out / "storyboard.html").read_text()
 
 
 def test_ctrl_c_says_how_to_resume(example_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import ipprompt.run
+    import ipprompt.runner
 
-    def interrupted(self, selection, force):  # type: ignore[no-untyped-def]
+    def interrupted(self, jobs, force=False):  # type: ignore[no-untyped-def]
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ipprompt.run.StoryRun, "run", interrupted)
+    monkeypatch.setattr(ipprompt.runner.LocalRunner, "run", interrupted)
     result = run_cli(capsys, "story", "run", str(example_copy), "--backend", "preview", "--out", str(tmp_path / "r"))
     assert result.exit_code == 130
     assert "run the same command again to resume" in result.stderr
@@ -58,12 +58,12 @@ def test_ctrl_c_says_how_to_resume(example_copy: Path, tmp_path: Path, capsys: p
 def test_interrupted_regeneration_leaves_a_pending_panel(example_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "run"
     run_story(example_copy, out=out, panels="1", backend="preview", candidates=2, rounds=0)
-    import ipprompt.run
+    import ipprompt.runner
 
-    def boom(self, plan, backend):  # type: ignore[no-untyped-def]
+    def boom(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ipprompt.run.StoryRun, "generate", boom)
+    monkeypatch.setattr(ipprompt.runner, "execute", boom)
     with pytest.raises(KeyboardInterrupt):
         run_story(example_copy, out=out, panels="1", backend="preview", candidates=2, rounds=0, force=True)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -77,15 +77,16 @@ def test_out_of_memory_is_a_clear_error(
 ) -> None:
     import torch
 
-    import ipprompt.run
+    import ipprompt.dvp.search
+    import ipprompt.runner
 
     def oom(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     if where == "load":
-        monkeypatch.setattr(ipprompt.run.StoryRun, "backend", oom)
+        monkeypatch.setattr(ipprompt.runner, "create_backend", oom)
     else:
-        monkeypatch.setattr(ipprompt.run.CandidateSearch, "run", oom)
+        monkeypatch.setattr(ipprompt.dvp.search.CandidateSearch, "run", oom)
     result = run_cli(capsys, "story", "run", str(example_copy), "--backend", "preview", "--panels", "1", "--out", str(tmp_path / "r"))
     assert result.exit_code == 2
     assert "ran out of memory" in result.stderr and "--offload model" in result.stderr and "Traceback" not in result.output
@@ -117,7 +118,7 @@ def test_doctor_finds_a_cached_pipeline(tmp_path: Path, capsys: pytest.CaptureFi
     (tmp_path / "hub" / "models--org--pipe" / "refs").mkdir()
     (tmp_path / "hub" / "models--org--pipe" / "refs" / "main").write_text("abc")
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
-    from ipprompt.run import model_available_locally
+    from ipprompt.backends.factory import model_available_locally
 
     assert model_available_locally("org/pipe")
     assert not model_available_locally("org/other")

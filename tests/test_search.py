@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ipprompt.backends.flux_fill import FluxFillBackend, FluxOptions
+from ipprompt.backends.factory import MachineOptions
+from ipprompt.backends.flux_fill import FluxFillBackend
 from ipprompt.backends.preview import PreviewBackend
 from ipprompt.dvp.layout import GridSpec, RefImage
 from ipprompt.dvp.search import CandidateSearch, PanelPrompt, SearchSettings
@@ -19,7 +20,7 @@ SPEC = GridSpec(3, 64)
 
 @pytest.fixture(scope="module")
 def backend(tiny_flux_dir: Path) -> FluxFillBackend:
-    return FluxFillBackend.load(str(tiny_flux_dir), FluxOptions(device="cpu"))
+    return FluxFillBackend.load(str(tiny_flux_dir), MachineOptions(device="cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def run_search(backend, encoder, prompt, **settings):  # type: ignore[no-untyped
     calls: list[int] = []
     hook = backend.pipe.transformer.register_forward_hook(lambda *a: calls.append(1))
     try:
-        result = CandidateSearch(backend, Scorer(encoder), SPEC, s, open_image).run(prompt)
+        result = CandidateSearch(backend, Scorer(encoder), SPEC, s).run(prompt)
     finally:
         hook.remove()
     return result, len(calls)
@@ -92,7 +93,7 @@ def test_pruned_and_exhaustive_choose_identical_pixels_when_winner_survives(back
 
 def test_refinement_rounds_try_new_arrangements(encoder, prompt) -> None:  # type: ignore[no-untyped-def]
     s = SearchSettings(candidates=3, rounds=2, steps=4, search="exhaustive")
-    result = CandidateSearch(PreviewBackend(), Scorer(None), SPEC, s, open_image).run(prompt)
+    result = CandidateSearch(PreviewBackend(), Scorer(None), SPEC, s).run(prompt)
     signatures = [c.arrangement.signature for c in result.candidates]
     assert len(signatures) == len(set(signatures)), "no arrangement is tried twice"
     assert 1 <= result.rounds_run <= 3
@@ -108,5 +109,5 @@ def test_refinement_rounds_try_new_arrangements(encoder, prompt) -> None:  # typ
 def test_one_element_means_one_arrangement(encoder, prompt) -> None:  # type: ignore[no-untyped-def]
     single = PanelPrompt(prompt.text, prompt.element_texts[:1], prompt.ranked[:1], (), 1)
     s = SearchSettings(candidates=6, rounds=0, steps=4)
-    result = CandidateSearch(PreviewBackend(), Scorer(None), SPEC, s, open_image).run(single)
+    result = CandidateSearch(PreviewBackend(), Scorer(None), SPEC, s).run(single)
     assert len(result.candidates) == 1 and result.chosen == 0

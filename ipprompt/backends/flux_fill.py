@@ -12,52 +12,19 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from PIL import Image
 
 from ipprompt.backends.base import FillJob
 from ipprompt.backends.flux_sampler import FluxFillSampler, PromptEncoding, SamplerState
-from ipprompt.errors import IppromptError, ModelUnavailable
+from ipprompt.backends.factory import MachineOptions, check_inputs, resolve_device
+from ipprompt.errors import ModelUnavailable
 
-Offload = Literal["none", "model", "sequential"]
-Quantize = Literal["none", "fp8", "nf4"]
-
-
-@dataclass(frozen=True)
-class FluxOptions:
-    """How to load and run FLUX Fill; chosen by the user for their GPU."""
-
-    device: str = "auto"  # auto | cuda | cuda:N | cpu
-    offload: Offload = "none"
-    quantize: Quantize = "none"
-    vae_tiling: bool = False
-    compile: bool = False
-
-
-def resolve_device(requested: str) -> torch.device:
-    """``auto`` means the first CUDA GPU when there is one, else the CPU."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(requested)
-    except RuntimeError:
-        raise IppromptError(f"Unknown device '{requested}'.", "Use auto, cpu, cuda or cuda:N.") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise IppromptError(f"Device '{requested}' asked for, but PyTorch sees no CUDA GPU.", "Run `ipprompt doctor`, or use --device cpu.")
-    return device
-
-
-def _quantization_config(quantize: Quantize, device: torch.device) -> Any:
+def _quantization_config(quantize: str) -> Any:
     if quantize != "nf4":
         return None
-    if device.type != "cuda":
-        raise IppromptError("--quantize nf4 needs a CUDA GPU (bitsandbytes 4-bit kernels).", "Use --quantize fp8 on this machine.")
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        raise IppromptError("--quantize nf4 needs the bitsandbytes package.", "pip install bitsandbytes") from None
     from diffusers.quantizers import PipelineQuantizationConfig
 
     return PipelineQuantizationConfig(
@@ -67,15 +34,18 @@ def _quantization_config(quantize: Quantize, device: torch.device) -> Any:
     )
 
 
-def load_flux_fill(model_id: str, options: FluxOptions) -> tuple[Any, torch.device, torch.dtype]:
-    """Load FluxFillPipeline from a hub id or a folder, placed on the device as the options say."""
+def load_flux_fill(model_id: str, options: MachineOptions) -> tuple[Any, torch.device, torch.dtype]:
+    """Load FluxFillPipeline from a hub id or a folder, placed on the device as the options say.
+
+    The options were checked by ``check_inputs`` (called again here, so direct library callers
+    get the same refusals).
+    """
     from diffusers import FluxFillPipeline
 
+    check_inputs("flux-fill", options)
     device = resolve_device(options.device)
-    if options.offload == "sequential" and device.type != "cuda":
-        raise IppromptError("--offload sequential needs a CUDA GPU (it streams each layer to the GPU).", "On the CPU use --offload none.")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    quant = _quantization_config(options.quantize, device)
+    quant = _quantization_config(options.quantize)
     local = Path(model_id).expanduser()
     source = str(local) if local.is_dir() else model_id
     kwargs: dict[str, Any] = {"torch_dtype": dtype}
@@ -130,7 +100,7 @@ class FluxFillBackend:
 
     name = "flux-fill"
 
-    def __init__(self, pipe: Any, model_id: str, options: FluxOptions, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(self, pipe: Any, model_id: str, options: MachineOptions, device: torch.device, dtype: torch.dtype) -> None:
         self.pipe = pipe
         self.model_id = model_id
         self.options = options
@@ -141,8 +111,8 @@ class FluxFillBackend:
         self.on_step: Any = None  # progress callback, set by the run
 
     @classmethod
-    def load(cls, model_id: str, options: FluxOptions | None = None) -> "FluxFillBackend":
-        options = options or FluxOptions()
+    def load(cls, model_id: str, options: MachineOptions | None = None) -> "FluxFillBackend":
+        options = options or MachineOptions()
         pipe, device, dtype = load_flux_fill(model_id, options)
         return cls(pipe, model_id, options, device, dtype)
 

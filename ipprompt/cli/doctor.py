@@ -36,7 +36,7 @@ def suggest_memory_mode(free_bytes: int | None) -> str:
 
 def _in_cache(model_id: str) -> str:
     from ipprompt.errors import hf_cache_dir
-    from ipprompt.run import model_available_locally
+    from ipprompt.backends.factory import model_available_locally
 
     if os.path.isdir(os.path.expanduser(model_id)):
         return "local folder"

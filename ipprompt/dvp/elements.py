@@ -59,3 +59,13 @@ def panel_text(panel: Panel, story: Story) -> str:
     if story.style:
         body = f"{body}, {story.style}"
     return f"{parts[0]}: {body}."
+
+
+def panel_description(panel: Panel, story: Story) -> str:
+    """What the panel should show, in the story's words: its prompt and the story's style.
+
+    Candidates are judged against this (CLIP-T), never against the instruction about the grid
+    that the generator's prompt starts with: that text describes the canvas, not the panel.
+    """
+    body = panel.prompt.rstrip(". ")
+    return f"{body}, {story.style}" if story.style else body

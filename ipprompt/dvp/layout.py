@@ -75,6 +75,20 @@ class RefImage:
     path: Path
     caption: str = ""
     score: float | None = None  # retrieval similarity, when it came from retrieval
+    # The file's bytes, when the job travels to a worker that cannot read ``path``.
+    data: bytes | None = field(default=None, compare=False, repr=False)
+
+    def open(self) -> Image.Image:
+        """The reference as RGB pixels (from its bytes when it travelled, else from its file)."""
+        import io
+
+        from ipprompt.errors import IppromptError
+
+        try:
+            with Image.open(io.BytesIO(self.data) if self.data is not None else self.path) as im:
+                return ImageOps.exif_transpose(im).convert("RGB")
+        except (OSError, ValueError) as exc:
+            raise IppromptError(f"Cannot read reference image {self.path}: {exc}", "Replace or remove the file.") from None
 
 
 @dataclass(frozen=True)

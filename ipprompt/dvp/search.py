@@ -16,7 +16,7 @@ Search modes count transformer evaluations (NFE):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -90,6 +90,7 @@ class PanelPrompt:
     pinned: tuple[RefImage, ...]
     seed: int
     label: str = ""
+    description: str = ""  # what CLIP-T compares with; the model prompt when empty
 
 
 class CandidateSearch:
@@ -101,14 +102,12 @@ class CandidateSearch:
         scorer: Scorer,
         spec: GridSpec,
         settings: SearchSettings,
-        open_image: Callable[[RefImage], Image.Image],
         progress: SearchProgress | None = None,
     ) -> None:
         self.backend = backend
         self.scorer = scorer
         self.spec = spec
         self.settings = settings
-        self.open_image = open_image
         self.progress = progress or _NoProgress()
         self.mask = target_mask(spec)
         self._tiles: dict[str, Image.Image] = {}
@@ -116,7 +115,7 @@ class CandidateSearch:
     def _tile(self, ref: RefImage) -> Image.Image:
         """A reference fitted to the tile, decoded and resampled once per panel."""
         if ref.sha256 not in self._tiles:
-            self._tiles[ref.sha256] = fit_to_tile(self.open_image(ref), self.spec.tile)
+            self._tiles[ref.sha256] = fit_to_tile(ref.open(), self.spec.tile)
         return self._tiles[ref.sha256]
 
     # ------------------------------------------------------------------ arrangements
@@ -159,7 +158,7 @@ class CandidateSearch:
         return FillJob(canvas, self.mask, prompt.text, prompt.seed, self.settings.steps, self.settings.guidance, self.spec, prompt.label)
 
     def _score(self, cell: Image.Image, candidate: Candidate, prompt: PanelPrompt) -> Scores:
-        return self.scorer.score(cell, prompt.text, prompt.element_texts, candidate.arrangement, self.spec)
+        return self.scorer.score(cell, prompt.description or prompt.text, prompt.element_texts, candidate.arrangement, self.spec)
 
     def run_round(self, arrangements: Sequence[Arrangement], prompt: PanelPrompt, round_no: int, first_index: int) -> list[Candidate]:
         s = self.settings

@@ -1,0 +1,158 @@
+"""The one place backends and the scoring encoder are created: checked first, loaded second.
+
+Loading FLUX Fill takes minutes and tens of GB; an option combination that cannot work must be
+refused before that, with every problem named at once. ``check_inputs`` holds every such rule, so
+the CLI, ``run_story``, each process of a shared run folder and each Ray worker refuse the same
+things in the same words. ``create_backend`` then only loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from ipprompt.errors import IppromptError
+
+if TYPE_CHECKING:
+    from ipprompt.backends.base import Backend
+    from ipprompt.story import Generation
+
+OFFLOAD_MODES = ("none", "model", "sequential")
+QUANTIZE_MODES = ("none", "fp8", "nf4")
+ATTENTION_BACKENDS = ("native", "flash", "_flash_3", "sage")
+
+Note = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class MachineOptions:
+    """How to run, not what to make: these never change a panel's pixels (except quantize and
+    VAE tiling, which join the panel key)."""
+
+    device: str = "auto"
+    offload: str = "none"
+    quantize: str = "none"
+    vae_tiling: bool = False
+    compile: bool = False
+    attention: str = "native"
+
+
+def resolve_device(requested: str) -> Any:
+    """``auto`` means the first CUDA GPU when there is one, else the CPU."""
+    import torch
+
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise IppromptError(f"--device {requested!r} is not a device.", "Use auto, cpu, cuda or cuda:N.") from None
+    if device.type not in ("cpu", "cuda"):
+        raise IppromptError(f"--device {requested!r}: only cpu and cuda devices are supported.", "Use auto, cpu, cuda or cuda:N.")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise IppromptError(f"--device {requested!r} asked for, but PyTorch sees no CUDA GPU.", "Run `ipprompt doctor`, or use --device cpu.")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise IppromptError(
+                f"--device {requested!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s).",
+                f"Use cuda:0 to cuda:{torch.cuda.device_count() - 1}.",
+            )
+    return device
+
+
+def _problems(backend: str, machine: MachineOptions) -> list[str]:
+    """Every reason the combination cannot run on this machine (empty when it can)."""
+    problems: list[str] = []
+    for name, value, allowed in (
+        ("offload", machine.offload, OFFLOAD_MODES),
+        ("quantize", machine.quantize, QUANTIZE_MODES),
+        ("attention", machine.attention, ATTENTION_BACKENDS),
+    ):
+        if value not in allowed:
+            problems.append(f"--{name} {value!r} is not one of: {', '.join(allowed)}")
+    if backend == "preview" or problems:
+        return problems
+    try:
+        device = resolve_device(machine.device)
+    except IppromptError as exc:
+        return [exc.message]
+    cuda = device.type == "cuda"
+    if machine.offload == "sequential" and not cuda:
+        problems.append("--offload sequential needs a CUDA GPU (it streams each layer to the GPU); on the CPU use --offload none")
+    if machine.quantize == "nf4":
+        if not cuda:
+            problems.append("--quantize nf4 needs a CUDA GPU (bitsandbytes 4-bit kernels); use --quantize fp8 on this machine")
+        else:
+            try:
+                import bitsandbytes  # noqa: F401
+            except ImportError:
+                problems.append("--quantize nf4 needs the bitsandbytes package: pip install bitsandbytes")
+    return problems
+
+
+def check_inputs(backend: str, machine: MachineOptions) -> None:
+    """Refuse impossible option combinations before any model loads (all problems at once)."""
+    problems = _problems(backend, machine)
+    if problems:
+        head = problems[0] if len(problems) == 1 else f"{len(problems)} problems with the options:\n" + "\n".join(f"  - {p}" for p in problems)
+        raise IppromptError(head, "`ipprompt doctor` shows what this machine supports and suggests a memory mode.")
+
+
+def planned_dtype(backend: str, machine: MachineOptions) -> str | None:
+    """The dtype the generator will compute in, known before it loads (it decides pixels)."""
+    if backend == "preview":
+        return None
+    return "bfloat16" if resolve_device(machine.device).type == "cuda" else "float32"
+
+
+def create_backend(settings: "Generation", machine: MachineOptions, note: Note | None = None) -> "Backend":
+    """Load the generator the settings name, placed and configured as the machine options say."""
+    check_inputs(settings.backend, machine)
+    if settings.backend == "preview":
+        from ipprompt.backends.preview import PreviewBackend
+
+        return PreviewBackend()
+    from ipprompt.backends.flux_fill import FluxFillBackend
+
+    if resolve_device(machine.device).type == "cpu" and not Path(settings.model).expanduser().is_dir() and note:
+        note(
+            "warning: no CUDA GPU: FLUX Fill runs on the CPU, which takes hours per panel for the "
+            "full-size model. Use --backend preview to plan, or --device to choose."
+        )
+    return FluxFillBackend.load(settings.model, machine)
+
+
+def model_available_locally(model_id: str) -> bool:
+    """True when a model is a local folder or already in the Hugging Face cache (no network)."""
+    if Path(model_id).expanduser().is_dir():
+        return True
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        # A diffusers pipeline has model_index.json at its root, a transformers model config.json.
+        return any(isinstance(try_to_load_from_cache(model_id, name), str) for name in ("model_index.json", "config.json"))
+    except Exception:
+        return False
+
+
+def create_encoder(settings: "Generation", note: Note) -> Any | None:
+    """The CLIP encoder for retrieval and scoring, or None (lexical retrieval), saying why.
+
+    The preview backend never downloads: it uses CLIP only when the model is already local.
+    """
+    from ipprompt.clip import load_encoder_or_none
+
+    if settings.backend == "preview" and not model_available_locally(settings.encoder):
+        note(
+            f"Preview backend: CLIP model '{settings.encoder}' is not on this machine; "
+            "matching references on captions and tags instead (no download)."
+        )
+        return None
+    encoder = load_encoder_or_none(settings.encoder, warn=note)
+    if encoder is None and settings.backend != "preview":
+        note(
+            "Without CLIP, candidates are ranked by their references' retrieval scores, not by "
+            "what was generated; pruned search then cannot judge previews."
+        )
+    return encoder

@@ -1,0 +1,121 @@
+"""`ipprompt story run`: generate a story's panels (a thin skin over ``ipprompt.run.run_story``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ipprompt.cli.console import console, err_console, fail
+from ipprompt.errors import IppromptError
+
+if TYPE_CHECKING:
+    from ipprompt.run import RunResult
+
+
+def run(
+    story_path: Path = typer.Argument(..., metavar="STORY", help="The story's .toml file."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<story name>/)."),
+    backend: Optional[str] = typer.Option(None, help="flux-fill (FLUX.1-Fill-dev) or preview (no model: plan and inspect)."),
+    model: Optional[str] = typer.Option(None, help="FLUX Fill model: hub id or local folder."),
+    encoder: Optional[str] = typer.Option(None, help="CLIP model for retrieval and scoring: hub id or local folder."),
+    panels: Optional[str] = typer.Option(None, help="Panels to make, e.g. 1-3,5 (numbers start at 1)."),
+    candidates: Optional[int] = typer.Option(None, help="Arrangements tried per panel and per round."),
+    steps: Optional[int] = typer.Option(None, help="Denoising steps."),
+    seed: Optional[int] = typer.Option(None, help="Base seed (a panel's own seed wins)."),
+    rounds: Optional[int] = typer.Option(None, help="Refinement rounds after the first (default 2)."),
+    search: Optional[str] = typer.Option(None, help="pruned (finish only the best previews) or exhaustive (finish all)."),
+    preview_step: Optional[int] = typer.Option(None, "--preview-step", help="Step at which pruned search scores previews."),
+    keep: Optional[int] = typer.Option(None, help="Candidates pruned search finishes per round."),
+    continuity: Optional[bool] = typer.Option(None, "--continuity/--no-continuity", help="Use the previous panel as a reference."),
+    tile: Optional[int] = typer.Option(None, help="Pixels per grid cell (multiple of 16, 256-1024)."),
+    grid: Optional[int] = typer.Option(None, help="Cells per side: 2 or 3."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    offload: str = typer.Option("none", help="none, model (24 GB cards) or sequential (least memory, slowest)."),
+    quantize: str = typer.Option("none", help="none, fp8 (half the transformer memory, any GPU) or nf4 (bitsandbytes, CUDA)."),
+    vae_tiling: bool = typer.Option(False, "--vae-tiling", help="Decode the canvas in tiles (less memory)."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the transformer blocks (slow first panel, faster after)."),
+    attention: str = typer.Option("native", help="Attention kernel: native, flash, _flash_3 or sage (where installed)."),
+    force: bool = typer.Option(False, "--force", help="Regenerate panels even when nothing changed."),
+    reroll: bool = typer.Option(False, "--reroll", help="Make the --panels again with a fresh seed (later runs keep the new take)."),
+) -> None:
+    """Generate the story's panels and its storyboard.
+
+    Runs resume: panels whose inputs are unchanged are kept, so after Ctrl-C just run the same command again. Options override the story's \\[generation] table.
+
+    Examples:
+
+      ipprompt story run stories/lighthouse.toml --backend preview
+
+      ipprompt story run stories/lighthouse.toml --offload model --panels 1-3
+
+      ipprompt story run stories/lighthouse.toml --panels 3 --reroll
+    """
+    from ipprompt.progress import RichProgress
+    from ipprompt.run import run_story
+
+    progress = RichProgress()
+    try:
+        result = run_story(
+            story_path, out=out, panels=panels, force=force, reroll=reroll, progress=progress,
+            device=device, offload=offload, quantize=quantize, vae_tiling=vae_tiling, compile=compile, attention=attention,
+            backend=backend, model=model, encoder=encoder, candidates=candidates, steps=steps, seed=seed,
+            rounds=rounds, search=search, preview_step=preview_step, keep=keep, continuity=continuity,
+            tile=tile, grid=grid,
+        )
+    except IppromptError as error:
+        progress.close()
+        raise fail(error)
+    except KeyboardInterrupt:
+        progress.close()
+        err_console.print(
+            "Interrupted. Finished panels are kept; run the same command again to resume.", markup=False
+        )
+        raise typer.Exit(code=130) from None
+    _print_summary(result)
+
+
+def _print_summary(result: "RunResult") -> None:
+    """One row per panel: what was made or kept, the chosen candidate, its scores and cost."""
+    m = result.manifest
+    done = [p for p in m.panels if p.done]
+    chosen = {p.number: p.candidate(p.chosen) if p.chosen is not None else None for p in done}
+    has_clip = any(c is not None and c.scores is not None and c.scores.clip_t is not None for c in chosen.values())
+    has_gpu = any(p.peak_gpu_bytes for p in done)
+    columns = ["panel", "status", "cands", "chosen", "score"] + (["CLIP-T", "CLIP-I"] if has_clip else []) + ["NFE", "time"]
+    columns += ["peak GPU"] if has_gpu else []
+    table = Table(title=escape(f"{m.story.title} — {result.out}"), title_justify="left")
+    for col in columns:
+        table.add_column(col, justify="left" if col == "status" else "right")
+
+    def fmt(v: float | None) -> str:
+        return "" if v is None else f"{v:.3f}"
+
+    def gib(v: int | None) -> str:
+        return f"{v / 2**30:.1f} GiB" if v else "-"
+
+    for p in m.panels:
+        if not p.done:
+            table.add_row(str(p.number), "pending", *[""] * (len(columns) - 2))
+            continue
+        cand = chosen[p.number]
+        s = cand.scores if cand is not None else None
+        status = "made" if p.number in result.generated else "kept" if p.number in result.reused else "earlier"
+        picked = f"{p.chosen}*" if p.picked_by == "author" else str(p.chosen)
+        row = [str(p.number), status, str(len(p.candidates)), picked, fmt(s.total if s else None)]
+        row += [fmt(s.clip_t if s else None), fmt(s.clip_i if s else None)] if has_clip else []
+        row += [str(p.nfe), f"{p.seconds:.1f}s"] + ([gib(p.peak_gpu_bytes)] if has_gpu else [])
+        table.add_row(*row)
+    t = m.totals
+    total = ["all", "", "", "", ""] + (["", ""] if has_clip else []) + [str(t.nfe), f"{t.seconds:.1f}s"]
+    table.add_row(*total, *([gib(t.peak_gpu_bytes)] if has_gpu else []), style="bold")
+    console.print(table)
+    console.print(f"made {len(result.generated)}, kept {len(result.reused)}; retrieval: {escape(str(m.models.get('retrieval')))}")
+    if any(p.picked_by == "author" for p in done):
+        console.print("* picked by the author (`ipprompt story pick`)")
+    if result.storyboard:
+        console.print(f"Storyboard: [bold]{escape(str(result.storyboard))}[/]")
+        console.print(f"Open it with: ipprompt story open {escape(str(result.out))}", soft_wrap=True)

@@ -1,0 +1,104 @@
+"""Execution: one ``PanelJob`` over a loaded backend and scorer gives a ``PanelResult``.
+
+Nothing here writes a file or knows about run folders: the result (images and scores) goes back
+to whoever commits it. That is what lets the same function run in this process, in another process
+sharing the run folder, or on a Ray worker on another machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ipprompt.backends.base import Backend
+from ipprompt.dvp.layout import GridSpec
+from ipprompt.dvp.search import CandidateSearch, PanelPrompt, SearchProgress, SearchResult, SearchSettings
+from ipprompt.errors import IppromptError
+from ipprompt.plan import PanelJob
+from ipprompt.scoring import Scorer
+
+
+@dataclass
+class PanelResult:
+    """A made panel: its job, every candidate's pixels and scores, and what it cost."""
+
+    job: PanelJob
+    search: SearchResult
+    seconds: float
+    peak_gpu_bytes: int | None
+    machine: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def number(self) -> int:
+        return self.job.number
+
+
+@contextlib.contextmanager
+def out_of_memory_is_a_user_error(doing: str) -> Iterator[None]:
+    """Turn CUDA OOM (loading, encoding or generating) into advice on the memory options."""
+    import torch
+
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        raise IppromptError(
+            f"The GPU ran out of memory ({doing}).",
+            "Try `--offload model --quantize fp8` (24 GB cards), `--offload model` (32 GB and more), or "
+            "`--offload sequential` (least memory, slowest); `ipprompt doctor` suggests a mode for your GPU. "
+            "Finished panels are kept: run the command again with the new options.",
+        ) from None
+
+
+def grid_spec(job: PanelJob) -> GridSpec:
+    return GridSpec(job.settings.grid, job.settings.tile)
+
+
+def search_settings(job: PanelJob) -> SearchSettings:
+    s = job.settings
+    return SearchSettings(
+        candidates=s.candidates,
+        rounds=s.rounds,
+        steps=s.steps,
+        guidance=s.guidance,
+        search=s.search,
+        preview_step=s.preview_step,
+        keep=s.keep,
+    )
+
+
+def panel_prompt(job: PanelJob) -> PanelPrompt:
+    return PanelPrompt(
+        text=job.text,
+        element_texts=tuple(e.text for e in job.elements),
+        ranked=job.ranked,
+        pinned=job.pinned,
+        seed=job.seed,
+        label=job.label,
+        description=job.description,
+    )
+
+
+def _device_index(backend: Backend) -> Any:
+    device = getattr(backend, "device", None)
+    return device if getattr(device, "type", None) == "cuda" else None
+
+
+def execute(job: PanelJob, backend: Backend, scorer: Scorer, progress: SearchProgress | None = None) -> PanelResult:
+    """Make one panel: the candidate search of its method over the backend, scored by ``scorer``."""
+    import torch
+
+    if job.waiting:
+        raise ValueError(f"panel {job.number} still waits for panel {job.continuity_from}'s image (call with_previous first)")
+    device = _device_index(backend)
+    if device is not None:
+        torch.cuda.reset_peak_memory_stats(device)
+    started = time.perf_counter()
+    search = CandidateSearch(backend, scorer, grid_spec(job), search_settings(job), progress)
+    with out_of_memory_is_a_user_error(f"panel {job.number}"):
+        result = search.run(panel_prompt(job))
+    seconds = time.perf_counter() - started
+    peak = int(torch.cuda.max_memory_allocated(device)) if device is not None else None
+    return PanelResult(job, result, round(seconds, 3), peak, backend.stats())

@@ -1,0 +1,183 @@
+"""Planning: from a story and a theme to one plain, picklable ``PanelJob`` per panel.
+
+Planning is pure (no model, no file writes) so that a job can be made on one machine and run on
+another: the in-process runner, several processes sharing one run folder, and Ray workers all take
+the same jobs. A job holds everything that decides its pixels, so its ``key`` is a pure function of
+the job: a run keeps a finished panel exactly when its key is unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ipprompt.dvp.elements import Element, extract_elements, panel_description, panel_text
+from ipprompt.dvp.layout import RefImage
+from ipprompt.story import Generation, Story
+from ipprompt.theme.importer import sha256_hex
+
+RETRIEVAL_K = 9
+EXCLUDE_TOP = 3
+KEY_VERSION = "ipprompt-panel-2"
+# Settings that decide a panel's pixels. Offload and compile do not change them; the compute
+# dtype (bf16 on a GPU, fp32 on a CPU), quantization and VAE tiling do, and join the key too.
+KEY_SETTINGS = ("backend", "model", "encoder", "tile", "grid", "steps", "guidance", "candidates", "rounds", "search", "preview_step", "keep", "continuity")
+# A reroll moves the seed this far per reroll: far from ``seed + panel number`` of other panels.
+REROLL_STRIDE = 1_000_003
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """Text drawn over a panel, never into it: it follows the story without regenerating."""
+
+    prompt: str
+    caption: str | None
+    dialogue: tuple[tuple[str, str, str], ...]  # (speaker id, display name, text)
+    characters: tuple[tuple[str, str], ...]  # (id, display name)
+    scene: str | None
+
+
+@dataclass(frozen=True)
+class PanelJob:
+    """One panel to make: plain data, safe to pickle and send to another process or machine."""
+
+    number: int
+    text: str  # the prompt sent to the generator
+    description: str  # the panel's own description (prompt + style): what CLIP-T compares with
+    elements: tuple[Element, ...]
+    ranked: tuple[tuple[RefImage, ...], ...]  # per element, best first
+    pinned: tuple[RefImage, ...]
+    seed: int
+    reroll: int
+    settings: Generation
+    machine_key: dict[str, Any]  # dtype, quantize, VAE tiling, retrieval mode: decide pixels too
+    overlay: Overlay
+    continuity_from: int | None = None  # the panel whose image this job still needs as a reference
+    key: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", panel_key(self))
+
+    @property
+    def label(self) -> str:
+        return " | ".join(e.label for e in self.elements)
+
+    @property
+    def waiting(self) -> bool:
+        """True while the job still needs the previous panel's image (continuity)."""
+        return self.continuity_from is not None
+
+    def with_previous(self, image: Path | None, data: bytes | None = None) -> "PanelJob":
+        """The job once its previous panel exists: that image joins as a continuity element.
+
+        Without an image (the previous panel was never made) the job runs without continuity.
+        """
+        if self.continuity_from is None:
+            return self
+        if image is None:
+            return replace(self, continuity_from=None)
+        raw = data if data is not None else image.read_bytes()
+        prev = self.continuity_from
+        element = Element("continuity", f"panel {prev}", str(prev))
+        ref = RefImage(sha256_hex(raw), image, f"panel {prev}", 1.0)
+        return replace(self, elements=(*self.elements, element), ranked=(*self.ranked, (ref,)), continuity_from=None)
+
+    def with_reference_bytes(self) -> "PanelJob":
+        """The same job carrying every reference's bytes, for a worker without the driver's files."""
+        def load(refs: Sequence[RefImage]) -> tuple[RefImage, ...]:
+            return tuple(r if r.data is not None else replace(r, data=r.path.read_bytes()) for r in refs)
+
+        return replace(self, ranked=tuple(load(refs) for refs in self.ranked), pinned=load(self.pinned))
+
+
+def panel_key(job: PanelJob) -> str:
+    """Hash of everything that decides a panel's pixels (texts, references, seed, settings)."""
+    data = {
+        "v": KEY_VERSION,
+        "text": job.text,
+        "description": job.description,
+        "elements": [[e.kind, e.text] for e in job.elements],
+        "ranked": [[r.sha256 for r in refs] for refs in job.ranked],
+        "pinned": [p.sha256 for p in job.pinned],
+        "seed": job.seed,
+        "settings": {k: getattr(job.settings, k) for k in KEY_SETTINGS},
+        "continuity_from": job.continuity_from,
+        **job.machine_key,
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def panel_seed(story: Story, settings: Generation, number: int, reroll: int = 0) -> int:
+    """A panel's own seed, else the base seed plus its number; each reroll moves it on."""
+    panel = story.panels[number - 1]
+    base = panel.seed if panel.seed is not None else settings.seed + number
+    return (base + reroll * REROLL_STRIDE) % 2**32
+
+
+def overlay_of(story: Story, number: int) -> Overlay:
+    panel = story.panels[number - 1]
+    return Overlay(
+        prompt=panel.prompt,
+        caption=panel.caption,
+        dialogue=tuple((d.speaker, story.display_name(d.speaker), d.text) for d in panel.dialogue),
+        characters=tuple((c, story.display_name(c)) for c in panel.characters),
+        scene=panel.scene,
+    )
+
+
+def _pinned(story: Story, character_ids: Sequence[str]) -> tuple[RefImage, ...]:
+    refs = []
+    for cid in dict.fromkeys(character_ids):
+        for path in story.ref_paths(cid):
+            refs.append(RefImage(sha256_hex(path.read_bytes()), path, f"{story.display_name(cid)} (pinned)"))
+    return tuple(refs)
+
+
+def plan_panels(
+    story: Story,
+    settings: Generation,
+    library: Any,
+    numbers: Sequence[int] | None = None,
+    *,
+    machine_key: dict[str, Any] | None = None,
+    rerolls: dict[int, int] | None = None,
+) -> list[PanelJob]:
+    """One job per selected panel (all panels by default), in story order.
+
+    ``library`` is an open ``ThemeLibrary`` (CLIP or lexical ``match``). With continuity, every
+    job after the first waits for its predecessor's image (``PanelJob.with_previous``).
+    """
+    numbers = list(numbers) if numbers is not None else list(range(1, len(story.panels) + 1))
+    machine_key = dict(machine_key or {})
+    machine_key.setdefault("retrieval", library.mode)
+    jobs = []
+    for n in numbers:
+        panel = story.panels[n - 1]
+        elements = extract_elements(panel, story)
+        pinned = _pinned(story, panel.characters)
+        matches = library.match([e.text for e in elements], k=RETRIEVAL_K, exclude_top=EXCLUDE_TOP, pinned=[p.sha256 for p in pinned])
+        ranked = tuple(
+            tuple(RefImage(m.image.sha256, m.image.path, m.image.caption, round(float(m.score), 6)) for m in em.refs) for em in matches
+        )
+        reroll = (rerolls or {}).get(n, 0)
+        jobs.append(
+            PanelJob(
+                number=n,
+                text=panel_text(panel, story),
+                description=panel_description(panel, story),
+                elements=tuple(elements),
+                ranked=ranked,
+                pinned=pinned,
+                seed=panel_seed(story, settings, n, reroll),
+                reroll=reroll,
+                settings=settings,
+                machine_key=machine_key,
+                overlay=overlay_of(story, n),
+                continuity_from=n - 1 if settings.continuity and n > 1 else None,
+            )
+        )
+    return jobs

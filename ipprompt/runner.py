@@ -1,0 +1,126 @@
+"""Runners decide *where* panel jobs execute; this one runs them in this process, one at a time.
+
+Every runner shares the same bookkeeping: a job whose key matches a finished panel with all its
+files is kept; a continuity job first gets its previous panel's image; the run folder commits each
+result. ``LocalRunner`` loads the generator only when a panel is left to make, encodes every prompt
+once before the first panel and frees the text encoders (continuity runs too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ipprompt.backends.base import Backend
+from ipprompt.backends.factory import MachineOptions, create_backend
+from ipprompt.dvp.layout import RefImage
+from ipprompt.execute import execute, out_of_memory_is_a_user_error
+from ipprompt.manifest import PanelEntry, RunManifest
+from ipprompt.plan import PanelJob
+from ipprompt.progress import RunProgress
+from ipprompt.runfolder import RunFolder
+from ipprompt.scoring import Scorer
+from ipprompt.story import Generation
+
+
+@dataclass
+class Outcome:
+    generated: list[int] = field(default_factory=list)
+    reused: list[int] = field(default_factory=list)
+
+
+def library_embeddings(library: Any, encoder: Any) -> Callable[[Sequence[RefImage]], np.ndarray]:
+    """Reference embeddings from the theme's cache; only images outside the theme are encoded."""
+
+    def embed(refs: Sequence[RefImage]) -> np.ndarray:
+        known = {img.sha256 for img in library.images}
+        in_lib = [r for r in refs if r.sha256 in known]
+        vecs: dict[str, Any] = {}
+        if in_lib:
+            for r, v in zip(in_lib, library.embeddings_for([r.sha256 for r in in_lib])):
+                vecs[r.sha256] = v
+        others = [r for r in refs if r.sha256 not in vecs]
+        if others:
+            for r, v in zip(others, encoder.embed_images([r.open() for r in others])):
+                vecs[r.sha256] = v
+        return np.stack([vecs[r.sha256] for r in refs])
+
+    return embed
+
+
+def make_scorer(encoder: Any | None, library: Any | None = None) -> Scorer:
+    if encoder is None:
+        return Scorer(None)
+    return Scorer(encoder, library_embeddings(library, encoder) if library is not None else None)
+
+
+def resolve_continuity(job: PanelJob, folder: RunFolder, manifest: RunManifest) -> PanelJob:
+    """Give a continuity job its previous panel's image, if that panel is done."""
+    if not job.waiting:
+        return job
+    prev = manifest.panel(job.continuity_from or 0)
+    path = folder.root / prev.image if prev is not None and prev.done and prev.image else None
+    return job.with_previous(path if path is not None and path.is_file() else None)
+
+
+def reusable(folder: RunFolder, old: PanelEntry | None, job: PanelJob) -> bool:
+    """A finished panel is kept when its key is unchanged and every file it names exists."""
+    return old is not None and old.done and old.key == job.key and folder.has_files(old)
+
+
+class LocalRunner:
+    """Executes jobs in this process, committing each panel as soon as it is made."""
+
+    def __init__(
+        self,
+        folder: RunFolder,
+        settings: Generation,
+        machine: MachineOptions,
+        library: Any,
+        encoder: Any | None,
+        progress: RunProgress,
+        backend: Backend | None = None,
+    ) -> None:
+        self.folder = folder
+        self.settings = settings
+        self.machine = machine
+        self.progress = progress
+        self.backend = backend
+        self.scorer = make_scorer(encoder, library)
+        self._encoded = False
+
+    def _ready_backend(self, remaining: Sequence[PanelJob]) -> Backend:
+        """Load the generator once; encode every remaining prompt, then free the text encoders."""
+        if self.backend is None:
+            with out_of_memory_is_a_user_error("loading the model"):
+                self.backend = create_backend(self.settings, self.machine, self.progress.note)
+        if not self._encoded:
+            with out_of_memory_is_a_user_error("encoding the prompts"):
+                self.backend.encode_texts([j.text for j in remaining])
+                self.backend.release_text_encoders()
+            self._encoded = True
+        self.backend.on_step = self.progress.step  # type: ignore[attr-defined]
+        return self.backend
+
+    def run(self, jobs: Sequence[PanelJob], *, force: bool = False) -> Outcome:
+        outcome = Outcome()
+        self.progress.start_run(len(jobs), denoising=self.settings.backend != "preview")
+        for i, job in enumerate(jobs):
+            manifest = self.folder.read() or RunManifest()
+            job = resolve_continuity(job, self.folder, manifest)
+            if not force and reusable(self.folder, manifest.panel(job.number), job):
+                outcome.reused.append(job.number)
+                self.progress.start_panel(job.number, "unchanged, kept")
+                self.progress.end_panel(reused=True)
+                continue
+            backend = self._ready_backend(jobs[i:])
+            self.progress.start_panel(job.number, job.overlay.prompt)
+            self.folder.begin_panel(job.number, job.overlay)
+            result = execute(job, backend, self.scorer, self.progress)
+            self.folder.commit(result)
+            outcome.generated.append(job.number)
+            self.progress.end_panel(reused=False)
+        return outcome
