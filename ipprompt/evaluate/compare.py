@@ -46,9 +46,12 @@ def _row(key: str, label: str, higher_better: bool, values: list[Any]) -> dict[s
 
 
 def same_story(results: Sequence[RunEval]) -> bool:
-    """Whether all runs come from one story (same file, or same title when paths are missing)."""
-    keys = {(r.story or r.title) for r in results}
-    return len(keys) == 1
+    """Whether all runs come from one story, judged by its title.
+
+    Not by file path: comparing settings often means running a copy of the story, or the same
+    story on another machine, and those are still the same story.
+    """
+    return len({r.title for r in results}) == 1
 
 
 def compare(results: Sequence[RunEval]) -> dict[str, Any]:
