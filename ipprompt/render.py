@@ -27,6 +27,7 @@ import jinja2
 
 from ipprompt.atomic import atomic_write_text
 from ipprompt.errors import IppromptError
+from ipprompt.evaluate.results import eval_for_page
 from ipprompt.manifest import (
     MANIFEST,
     CandidateEntry,
@@ -284,8 +285,14 @@ def _panel_view(panel: PanelEntry, manifest: RunManifest, url: UrlFor) -> dict[s
     return p
 
 
-def storyboard_context(manifest: RunManifest, url: UrlFor, *, single_file: bool = False) -> dict[str, Any]:
-    """Everything the template sees: the manifest's own data plus a few computed fields."""
+def storyboard_context(
+    manifest: RunManifest, url: UrlFor, *, single_file: bool = False, evaluation: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Everything the template sees: the manifest's own data plus a few computed fields.
+
+    ``evaluation`` is the run's latest ``ipprompt eval`` result (``eval_for_page``), or None when
+    the run was never evaluated: the page then has no metrics box at all.
+    """
     panels = [_panel_view(p, manifest, url) for p in manifest.panels]
     settings, models = manifest.settings, manifest.models
     backend = str(settings.get("backend") or "")
@@ -308,6 +315,7 @@ def storyboard_context(manifest: RunManifest, url: UrlFor, *, single_file: bool 
         "panels": panels,
         "panels_done": sum(1 for p in panels if p["done"]),
         "single_file": single_file,
+        "eval": evaluation,
     }
 
 
@@ -332,7 +340,7 @@ def render_storyboard(run_dir: str | Path, *, single_file: bool = False, templat
     manifest = read_manifest(root)
     env = make_environment(templates)
     url = data_urls(root) if single_file else relative_urls(root)
-    context = storyboard_context(manifest, url, single_file=single_file)
+    context = storyboard_context(manifest, url, single_file=single_file, evaluation=eval_for_page(root, manifest))
     try:
         html = env.get_template(TEMPLATE).render(context)
     except jinja2.TemplateError as exc:

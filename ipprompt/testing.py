@@ -201,3 +201,37 @@ def build_tiny_clip(path: str | Path, seed: int = 0, image_size: int = 32) -> Pa
     processor.save_pretrained(path)
     return path
 
+
+
+def build_tiny_dinov2(path: str | Path, seed: int = 0, image_size: int = 28) -> Path:
+    """Save a tiny Dinov2Model with a matching image processor to ``path``.
+
+    ``ipprompt eval`` measures character consistency with DINOv2 image features; this is the same
+    model class as ``facebook/dinov2-small`` at a few thousand parameters, so tests load it through
+    the real ``from_pretrained`` path.
+    """
+    import torch
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    config = Dinov2Config(
+        image_size=image_size,
+        patch_size=14,
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+    )
+    model = Dinov2Model(config)
+    # DINOv2's own processor class; its crop must equal the model's input size.
+    image_processor = BitImageProcessor(
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        do_center_crop=True,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    )
+    model.save_pretrained(path, safe_serialization=True)
+    image_processor.save_pretrained(path)
+    return path
