@@ -317,14 +317,17 @@ def _pydantic_problems(error: ValidationError, lines: _LineIndex) -> list[Proble
 
 
 def _unreadable_image(path: Path) -> str | None:
-    """Why a pinned reference cannot be used, or None when Pillow decodes it fully."""
-    from PIL import Image
+    """Why a pinned reference cannot be used, or None when it opens as theme images do.
+
+    The same opener and limits as theme images (``ipprompt.images``): a reference that passes the
+    check here is one the run can use.
+    """
+    from ipprompt.images import ImageRejected, open_image
 
     try:
-        with Image.open(path) as im:
-            im.load()
-    except Exception as exc:  # Pillow raises many types for corrupt files
-        return str(exc).splitlines()[0][:120] or type(exc).__name__
+        open_image(path)
+    except ImageRejected as rejected:
+        return rejected.reason
     return None
 
 

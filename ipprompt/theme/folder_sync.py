@@ -17,10 +17,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ipprompt.images import ImageRejected, open_image, read_image_bytes
 from ipprompt.theme.importer import (
     COPIES_DIR,
-    ImageRejected,
-    decode_image,
     sha256_hex,
     sidecar_caption,
     to_theme_image,
@@ -98,7 +97,7 @@ def sync_folder(store: ThemeStore, folder: Path) -> SyncReport:
     ignores: list[tuple[str, str, str, str]] = []
     for cand in candidates:
         try:
-            data = cand.path.read_bytes()
+            data = read_image_bytes(cand.path)
             digest = sha256_hex(data) if data else ""
             if cand.replaces is not None and digest == cand.replaces.sha256:
                 caption = sidecar_caption(cand.path) or ""
@@ -107,7 +106,7 @@ def sync_folder(store: ThemeStore, folder: Path) -> SyncReport:
             if cand.replaces is not None:
                 replaced.append(cand.replaces.sha256)
                 known.discard(cand.replaces.sha256)
-            image = decode_image(data)
+            image = open_image(data, name=str(cand.path))
         except ImageRejected as rejected:
             report.refused.append(Refusal(cand.path, rejected.reason))
             ignores.append((cand.file_name, cand.signature, IGNORED_REFUSED, rejected.reason))

@@ -22,14 +22,8 @@ from ipprompt.errors import IppromptError
 from ipprompt.paths import resolve_theme_path
 from ipprompt.theme.config import CONFIG_FILE, ThemeConfig, read_config, write_config
 from ipprompt.theme.folder_sync import IGNORED_REMOVED, file_signature, sync_folder
-from ipprompt.theme.importer import (
-    COPIES_DIR,
-    ImageRejected,
-    expand_sources,
-    import_files,
-    load_image,
-    to_theme_image,
-)
+from ipprompt.images import ImageRejected, open_image
+from ipprompt.theme.importer import COPIES_DIR, expand_sources, import_files, to_theme_image
 from ipprompt.theme.lexical import LexicalIndex, image_document
 from ipprompt.theme.ranking import rank_matches
 from ipprompt.theme.records import ElementMatch, ImportReport, Match, Refusal, SyncReport, ThemeImage
@@ -220,7 +214,7 @@ class ThemeLibrary:
             for sha in missing[start : start + ENCODE_BATCH]:
                 image = self.image_by_sha(sha)
                 try:
-                    pictures.append(load_image(image.path))
+                    pictures.append(open_image(image.path))
                     shas.append(sha)
                 except ImageRejected as rejected:
                     self.sync_report.refused.append(Refusal(image.path, rejected.reason))
