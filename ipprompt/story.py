@@ -271,6 +271,15 @@ def _did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
     return ""
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr`` of a value a user wrote, cut short: a pasted table must not flood the error."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"a deeply nested {type(value).__name__}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _pydantic_problems(error: ValidationError, lines: _LineIndex) -> list[Problem]:
     problems: list[Problem] = []
     for e in error.errors():
@@ -288,7 +297,7 @@ def _pydantic_problems(error: ValidationError, lines: _LineIndex) -> list[Proble
         elif kind == "literal_error":
             expected = e.get("ctx", {}).get("expected", "")
             got = e.get("input")
-            msg = f"{got!r} is not allowed; expected {expected}"
+            msg = f"{_short(got)} is not allowed; expected {expected}"
             options = re.findall(r"'([^']+)'", str(expected))
             if isinstance(got, str) and options:
                 hint = _did_you_mean(got, options)
@@ -300,14 +309,14 @@ def _pydantic_problems(error: ValidationError, lines: _LineIndex) -> list[Proble
             got = e.get("input")
             expected = kind.replace("_type", "").replace("model", "table").replace("dict", "table")
             expected = {"tuple": "list", "string": "string", "int": "integer", "float": "number", "bool": "true or false"}.get(expected, expected)
-            msg = f"expected {expected}, got {type(got).__name__} {got!r}"
+            msg = f"expected {expected}, got {type(got).__name__} {_short(got)}"
             if isinstance(got, str) and expected in ("integer", "number") and re.fullmatch(r"-?\d+(\.\d+)?", got):
                 msg += f" (write {got} without quotes)"
         elif kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
             ctx = e.get("ctx", {})
             bound = {"greater_than_equal": "at least", "less_than_equal": "at most", "greater_than": "more than", "less_than": "less than"}[kind]
             limit = next(iter(ctx.values()), "?")
-            msg = f"must be {bound} {limit} (got {e.get('input')!r})"
+            msg = f"must be {bound} {limit} (got {_short(e.get('input'))})"
         elif kind in ("too_short", "string_too_short"):
             msg = "must not be empty" if not e.get("input") else e["msg"].lower()
         else:
@@ -331,8 +340,26 @@ def _unreadable_image(path: Path) -> str | None:
     return None
 
 
+def _theme_problem(doc: StoryDocument, folder: Path, lines: _LineIndex) -> Problem | None:
+    """``theme = "/"`` or a system folder, found before anything walks it (a missing theme is
+    reported by the commands that open it, with the places they looked)."""
+    from ipprompt.paths import resolve_theme_path
+    from ipprompt.theme.folders import unsafe_reason
+
+    try:
+        theme = resolve_theme_path(doc.theme, relative_to=folder)
+    except IppromptError:
+        return None
+    reason = unsafe_reason(theme)
+    if reason is None:
+        return None
+    return Problem("theme", f"cannot use {theme} as a theme folder: it is {reason}", lines.line_of(("theme",)))
+
+
 def _reference_problems(doc: StoryDocument, folder: Path, lines: _LineIndex) -> list[Problem]:
     problems: list[Problem] = []
+    if (theme_problem := _theme_problem(doc, folder, lines)) is not None:
+        problems.append(theme_problem)
     char_ids = list(doc.characters)
     scene_ids = list(doc.scenes)
 
@@ -364,10 +391,16 @@ def _reference_problems(doc: StoryDocument, folder: Path, lines: _LineIndex) -> 
     return problems
 
 
+_TOO_DEEP = "arrays or tables nested too deeply to read; a story needs at most a few levels"
+
+
 def parse_story(text: str, path: Path) -> Story:
     """Validate story ``text`` as if read from ``path``; raise StoryError listing every problem."""
+    text = text.removeprefix("\ufeff")  # a byte-order mark some Windows editors write
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise StoryError(path, [Problem("", _TOO_DEEP)]) from None
     except tomllib.TOMLDecodeError as exc:
         line = getattr(exc, "lineno", None)
         col = getattr(exc, "colno", None)
@@ -382,7 +415,13 @@ def parse_story(text: str, path: Path) -> Story:
     try:
         doc = StoryDocument.model_validate(data)
     except ValidationError as exc:
-        raise StoryError(path, _pydantic_problems(exc, lines)) from None
+        try:
+            problems = _pydantic_problems(exc, lines)
+        except RecursionError:
+            problems = [Problem("", _TOO_DEEP)]
+        raise StoryError(path, problems) from None
+    except RecursionError:
+        raise StoryError(path, [Problem("", _TOO_DEEP)]) from None
     problems = _reference_problems(doc, path.parent, lines)
     if problems:
         raise StoryError(path, problems)
@@ -393,7 +432,7 @@ def load_story(path: str | Path) -> Story:
     """Read and validate a story file; the one entry point for stories."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise IppromptError(f"Story file not found: {path}", "Check the path; example: stories/lighthouse.toml") from None
     except IsADirectoryError:
