@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ipprompt.errors import IppromptError
+from ipprompt.tomllines import LineIndex
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -212,53 +213,6 @@ def _key_path(loc: tuple[Any, ...]) -> str:
     return text
 
 
-class _LineIndex:
-    """Best-effort map from a key path to the line that wrote it.
-
-    tomllib gives no positions, so we scan the text: table headers tell which table a line is in,
-    and ``key =`` lines inside that table give the line. Good enough to point a writer at the spot.
-    """
-
-    _header = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
-    _key = re.compile(r"^\s*([A-Za-z0-9_\-\"'.]+)\s*=")
-
-    def __init__(self, text: str) -> None:
-        self.entries: list[tuple[tuple[str, ...], int]] = []  # (table path, line) for every key line
-        self.headers: list[tuple[tuple[str, ...], int]] = []
-        table: list[str] = []
-        array_counts: dict[str, int] = {}
-        for number, line in enumerate(text.splitlines(), start=1):
-            m = self._header.match(line)
-            if m:
-                parts = tuple(p.strip().strip('"').strip("'") for p in m.group(2).split("."))
-                if m.group(1) == "[[":
-                    name = ".".join(parts)
-                    index = array_counts.get(name, 0)
-                    array_counts[name] = index + 1
-                    table = (*parts, str(index))
-                else:
-                    table = parts
-                self.headers.append((table, number))
-                continue
-            k = self._key.match(line)
-            if k:
-                keys = tuple(p.strip('"').strip("'") for p in k.group(1).split("."))
-                self.entries.append(((*table, *keys), number))
-
-    def line_of(self, loc: tuple[Any, ...]) -> int | None:
-        path = tuple(str(p) for p in loc)
-        # Longest prefix of the path that some key line or header wrote.
-        for cut in range(len(path), 0, -1):
-            prefix = path[:cut]
-            for written, number in self.entries:
-                if written[:cut] == prefix and len(written) >= cut:
-                    return number
-            for header, number in self.headers:
-                if header == prefix:
-                    return number
-        return None
-
-
 # --------------------------------------------------------------------------- loading
 
 
@@ -280,7 +234,7 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _pydantic_problems(error: ValidationError, lines: _LineIndex) -> list[Problem]:
+def _pydantic_problems(error: ValidationError, lines: LineIndex) -> list[Problem]:
     problems: list[Problem] = []
     for e in error.errors():
         loc = tuple(e["loc"])
@@ -340,7 +294,7 @@ def _unreadable_image(path: Path) -> str | None:
     return None
 
 
-def _theme_problem(doc: StoryDocument, folder: Path, lines: _LineIndex) -> Problem | None:
+def _theme_problem(doc: StoryDocument, folder: Path, lines: LineIndex) -> Problem | None:
     """``theme = "/"`` or a system folder, found before anything walks it (a missing theme is
     reported by the commands that open it, with the places they looked)."""
     from ipprompt.paths import resolve_theme_path
@@ -356,7 +310,7 @@ def _theme_problem(doc: StoryDocument, folder: Path, lines: _LineIndex) -> Probl
     return Problem("theme", f"cannot use {theme} as a theme folder: it is {reason}", lines.line_of(("theme",)))
 
 
-def _reference_problems(doc: StoryDocument, folder: Path, lines: _LineIndex) -> list[Problem]:
+def _reference_problems(doc: StoryDocument, folder: Path, lines: LineIndex) -> list[Problem]:
     problems: list[Problem] = []
     if (theme_problem := _theme_problem(doc, folder, lines)) is not None:
         problems.append(theme_problem)
@@ -411,7 +365,7 @@ def parse_story(text: str, path: Path) -> Story:
                 line, col = int(m.group(1)), int(m.group(2))
             msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         raise StoryError(path, [Problem("", f"TOML syntax error: {msg}", line, col)]) from None
-    lines = _LineIndex(text)
+    lines = LineIndex(text)
     try:
         doc = StoryDocument.model_validate(data)
     except ValidationError as exc:

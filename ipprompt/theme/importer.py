@@ -13,7 +13,7 @@ so the same picture imported twice, from anywhere, is recognised as a duplicate.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ipprompt.atomic import atomic_write_bytes
