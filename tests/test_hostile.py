@@ -35,6 +35,7 @@ def _folder_with_bad_links(tmp_path: Path) -> Path:
     secret = tmp_path / "notes.txt"
     secret.write_text("not a picture")
     os.symlink(secret, src / "alias.png")  # a link to a bad file, named by its own name
+    os.symlink("/", src / "sub" / "everything")  # a link to the root: never walked
     return src
 
 
@@ -47,8 +48,8 @@ def test_theme_add_skips_link_loops_and_broken_links_and_imports_the_rest(
     assert time.perf_counter() - started < 30
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
-    assert "4 added, 0 duplicates, 5 refused" in result.stdout
-    for name in ("x.png", "y.png", "broken.png", "alias.png", str(Path("sub") / "loop")):
+    assert "4 added, 0 duplicates, 6 refused" in result.stdout
+    for name in ("x.png", "y.png", "broken.png", "alias.png", str(Path("sub") / "loop"), "everything"):
         assert name in result.stderr, (name, result.stderr)
     assert "notes.txt" not in result.stderr  # the link's own name, not its target's
     assert "symbolic link loop" in result.stderr and "broken symbolic link" in result.stderr

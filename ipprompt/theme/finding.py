@@ -8,7 +8,8 @@ folder), so that one bad entry never hides the good pictures next to it.
 
 Linked folders are followed (a folder of links to picture folders is a normal way to build a
 theme), but each real folder is searched once: a link back into a folder being searched is a loop
-and is reported, a second link to a folder already searched is quietly skipped.
+and is reported, a second link to a folder already searched is quietly skipped, and a link to the
+filesystem root, the home folder or a system folder is reported and not followed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from ipprompt.theme.folders import unsafe_reason
 from ipprompt.theme.records import Refusal
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
@@ -101,6 +103,8 @@ def walk_images(
                 key = _folder_key(info)
                 if key in ancestors:
                     note(path, FOLDER_LOOP)
+                elif entry.is_symlink() and (reason := unsafe_reason(path, writing=False)) is not None:
+                    note(path, f"link to {reason}; skipped")  # a link to / would walk the disk
                 elif key not in searched:
                     searched.add(key)
                     subfolders.append((path, ancestors | {key}))
