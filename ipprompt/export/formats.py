@@ -67,7 +67,8 @@ class ComicInfo:
 
 
 def _xml_text(text: str) -> str:
-    return _NOT_XML.sub("", text)
+    """One line of text XML can hold (a title or a name in a reader's list has no line breaks)."""
+    return " ".join(_NOT_XML.sub("", text).split())
 
 
 def comic_info_xml(info: ComicInfo) -> bytes:
