@@ -62,7 +62,6 @@ class _Block:
     kind: Kind
     size: int
     pad: int
-    name: str
     lines: list[str]
     rtl: bool
     wrap_width: int
@@ -115,8 +114,8 @@ def _blocks(lines: Sequence[Line], size: int, max_width: int, max_height: int) -
         step = line_height(font(size))
         capacity = int((wrap_width / (NARROWEST_EM * size) + 1) * (max_height / step + 1))
         cut = len(text) > capacity
-        lines = wrap(text[:capacity], font(size), wrap_width, limit=max_height // step + 1)
-        block = _Block("narration" if line.name is None else "bubble", size, pad, "", lines, is_rtl(text), wrap_width)
+        wrapped = wrap(text[:capacity], font(size), wrap_width, limit=max_height // step + 1)
+        block = _Block("narration" if line.name is None else "bubble", size, pad, wrapped, is_rtl(text), wrap_width)
         if line.name is not None:
             name = clean_text(line.name).upper().replace("\n", " ")
             if name:
@@ -185,7 +184,9 @@ def letter_panel(panel: Image.Image, caption: str | None, dialogue: Sequence[Lin
     the top ``height - reserve_bottom`` px are used (the panel number sits below). Returns what was
     drawn, for callers and tests that check the lettering stays inside the panel.
     """
-    lines = ([Line(caption)] if clean_text(caption) else []) + [Line(d.text, d.name or "") for d in dialogue]
+    # A caption or line with nothing printable left would be an empty box: it is skipped.
+    lines = [Line(caption or "")] + [Line(d.text, d.name or "") for d in dialogue]
+    lines = [line for line in lines if clean_text(line.text)]
     margin = max(4, round(4 * px_per_pt))
     inner_w, inner_h = panel.width - 2 * margin, panel.height - 2 * margin - reserve_bottom
     max_px = max(MIN_PX, round(LETTERING_PT * px_per_pt))

@@ -4,7 +4,7 @@ Pages are built from the manifest and the panel PNGs alone, never a model, so a 
 exported on any machine, finished or not: a pending panel (or one whose image is gone) is an
 empty frame showing its prompt, as in the storyboard. Panel images are opened only inside the run
 folder: the manifest is a file anyone can edit, and an export must not become a way to read
-``/etc`` or a file a symlink points to.
+files elsewhere on the machine, directly or through a symlink.
 
 Geometry is in inches and points, turned into pixels by ``--dpi``: the default 150 dpi reads well
 on screens and tablets and keeps a PDF small; use 300 for print.
