@@ -6,8 +6,11 @@ one tall, one pending panel), so every test is fast; one test exports a real pre
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import subprocess
+import sys
 import zipfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -16,6 +19,7 @@ import pytest
 import typer
 from PIL import Image
 
+from conftest import REPO
 from ipprompt.errors import IppromptError
 from ipprompt.export import export_run
 from ipprompt.export.lettering import BUBBLE, NARRATION, Line, letter_panel
@@ -319,6 +323,13 @@ def test_cli_exports_and_reports_errors_without_traceback(run_dir: Path, tmp_pat
     assert run_cli_errors(app, ["export", str(run_dir), "--pdf", str(pdf), "--page-size", "huge"]) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and "Unknown page size" in err and "Traceback" not in err
+
+
+def test_cli_command_loads_without_pillow() -> None:
+    """Registering the command must not slow every ipprompt command down with Pillow."""
+    code = "import sys, ipprompt.cli.export; assert 'PIL' not in sys.modules, 'PIL imported'"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
 
 
 def test_cli_help_shows_examples() -> None:

@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from ipprompt.cli.console import console, fail
 from ipprompt.errors import IppromptError
-from ipprompt.export.pages import DEFAULT_DPI, DEFAULT_PAGE_SIZE, MAX_DPI, MIN_DPI, PAGE_SIZES
+from ipprompt.export.sizes import DEFAULT_DPI, DEFAULT_PAGE_SIZE, MAX_DPI, MIN_DPI, PAGE_SIZES
 
 
 def export(

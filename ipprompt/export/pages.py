@@ -20,20 +20,10 @@ from PIL import Image, ImageDraw, ImageOps
 
 from ipprompt.errors import IppromptError
 from ipprompt.export.lettering import MUTED, Line, letter_panel, letters_bottom
+from ipprompt.export.sizes import DEFAULT_DPI, DEFAULT_PAGE_SIZE, MAX_DPI, MIN_DPI, PAGE_SIZES
 from ipprompt.export.text import INK, Box, draw_paragraph, font, line_height
 from ipprompt.manifest import RunManifest
 from ipprompt.pagelayout import DEFAULT_COLUMNS, DEFAULT_ROWS, Placement, layout_panels, page_count
-
-# Trim sizes in inches. "comic" is the US comic book (6 5/8 x 10 1/4 in), what comic readers and
-# print-on-demand shops expect.
-PAGE_SIZES: dict[str, tuple[float, float]] = {
-    "comic": (6.625, 10.25),
-    "a4": (210 / 25.4, 297 / 25.4),
-    "letter": (8.5, 11.0),
-}
-DEFAULT_PAGE_SIZE = "comic"
-DEFAULT_DPI = 150
-MIN_DPI, MAX_DPI = 72, 600  # below 72 lettering is unreadable; above 600 a page is ~100 MB in memory
 
 PAPER = (255, 255, 255)
 PLACEHOLDER = (236, 230, 218)
