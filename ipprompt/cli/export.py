@@ -29,8 +29,7 @@ def export(
 ) -> None:
     """Export a run as a comic: a title page, then the panels on pages with captions and speech bubbles lettered in.
 
-    Needs no model: a run that is not finished exports too, pending panels as empty frames with
-    their prompt. Wide and tall panels span two cells of a 2 x 3 grid.
+    Needs no model: a run that is not finished exports too, pending panels as empty frames with their prompt. Panels sit on a 2 x 3 grid in reading order; wide panels span two columns, tall ones two rows.
 
     Examples:
 
