@@ -8,6 +8,7 @@ sharing the run folder, or on a Ray worker on another machine.
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,12 +39,17 @@ class PanelResult:
 
 @contextlib.contextmanager
 def out_of_memory_is_a_user_error(doing: str) -> Iterator[None]:
-    """Turn CUDA OOM (loading, encoding or generating) into advice on the memory options."""
-    import torch
+    """Turn CUDA OOM (loading, encoding or generating) into advice on the memory options.
 
+    torch is only consulted when something already imported it: the preview backend never pays
+    for importing torch.
+    """
     try:
         yield
-    except torch.OutOfMemoryError:
+    except Exception as exc:
+        torch = sys.modules.get("torch")
+        if torch is None or not isinstance(exc, torch.OutOfMemoryError):
+            raise
         raise IppromptError(
             f"The GPU ran out of memory ({doing}).",
             "Try `--offload model --quantize fp8` (24 GB cards), `--offload model` (32 GB and more), or "
@@ -88,17 +94,17 @@ def _device_index(backend: Backend) -> Any:
 
 def execute(job: PanelJob, backend: Backend, scorer: Scorer, progress: SearchProgress | None = None) -> PanelResult:
     """Make one panel: the candidate search of its method over the backend, scored by ``scorer``."""
-    import torch
-
     if job.waiting:
         raise ValueError(f"panel {job.number} still waits for panel {job.continuity_from}'s image (call with_previous first)")
     device = _device_index(backend)
     if device is not None:
+        import torch
+
         torch.cuda.reset_peak_memory_stats(device)
     started = time.perf_counter()
     search = CandidateSearch(backend, scorer, grid_spec(job), search_settings(job), progress)
     with out_of_memory_is_a_user_error(f"panel {job.number}"):
         result = search.run(panel_prompt(job))
     seconds = time.perf_counter() - started
-    peak = int(torch.cuda.max_memory_allocated(device)) if device is not None else None
+    peak = int(sys.modules["torch"].cuda.max_memory_allocated(device)) if device is not None else None
     return PanelResult(job, result, round(seconds, 3), peak, backend.stats())

@@ -1,0 +1,126 @@
+"""Crash test, as storage engines do it: kill a run at random moments, resume, check the folder.
+
+A run is forked (modules already imported, so each start is quick), killed with SIGKILL after a
+random delay, and the folder is checked: the manifest is valid, every panel it calls done has all
+its files, and no panel that was done before the kill was made again. The next start must leave
+no temporary file behind. The same loop with SIGINT checks the message and the exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="fork and POSIX signals")
+
+ARGS = ["--backend", "preview", "--tile", "256", "--candidates", "2", "--rounds", "0", "--panels", "1-6"]
+
+
+def _start(story: Path, out: Path, log: Path) -> int:
+    """Fork a child that runs the CLI exactly as the console script does; returns its pid."""
+    from ipprompt.cli import app
+    from ipprompt.cli.console import run_cli_errors
+
+    pid = os.fork()
+    if pid == 0:  # the child: stdout/stderr into the log, exit with the CLI's code
+        try:
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - pytest replaced them
+            sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            code = run_cli_errors(app, ["story", "run", str(story), "--out", str(out), *ARGS])
+        except BaseException:  # noqa: BLE001 - a child must never return into pytest
+            code = 99
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return pid
+
+
+def _wait(pid: int, timeout: float = 120.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError("the run did not end in time")
+
+
+def _done_panels(out: Path) -> dict[int, tuple[int, int]]:
+    """Panels the manifest calls done, with (inode, mtime) of their image; checks the manifest."""
+    path = out / "manifest.json"
+    if not path.exists():
+        return {}
+    manifest = json.loads(path.read_text(encoding="utf-8"))  # valid JSON after every kill
+    done = {}
+    for p in manifest["panels"]:
+        if p["status"] != "done":
+            continue
+        files = [p["image"], p["mask"], *[c["grid"] for c in p["candidates"]], *[c["image"] for c in p["candidates"] if c["image"]]]
+        missing = [f for f in files if not (out / f).is_file()]
+        assert not missing, f"panel {p['number']} is done but lacks {missing}"
+        st = (out / p["image"]).stat()
+        done[p["number"]] = (st.st_ino, st.st_mtime_ns)
+    return done
+
+
+def _temporaries(out: Path) -> list[Path]:
+    return [p for p in out.rglob(".*.tmp")]
+
+
+def test_sigkill_at_random_moments_never_loses_or_remakes_a_panel(example_copy: Path, tmp_path: Path) -> None:
+    out, log = tmp_path / "run", tmp_path / "log.txt"
+    rng = random.Random(20261127)
+    kills = 0
+    for _ in range(24):
+        before = _done_panels(out)
+        pid = _start(example_copy, out, log)
+        time.sleep(rng.uniform(0.0, 1.2))
+        os.kill(pid, signal.SIGKILL)
+        code = _wait(pid)
+        kills += code == -signal.SIGKILL
+        after = _done_panels(out)
+        for number, stamp in before.items():
+            assert after.get(number) == stamp, f"panel {number} was done before the kill and was made again"
+    assert kills >= 20, "most runs must really have been killed mid-way"
+    # A run to the end: it cleans what the kills left, keeps every done panel, makes the rest.
+    before = _done_panels(out)
+    assert _wait(_start(example_copy, out, log)) == 0, log.read_text()
+    after = _done_panels(out)
+    assert sorted(after) == [1, 2, 3, 4, 5, 6]
+    assert all(after[n] == stamp for n, stamp in before.items()), "no finished panel is generated twice"
+    assert _temporaries(out) == []
+
+
+def test_sigint_at_random_moments_says_how_to_resume(example_copy: Path, tmp_path: Path) -> None:
+    out, log = tmp_path / "run", tmp_path / "log.txt"
+    rng = random.Random(7)
+    interrupted = 0
+    for _ in range(8):
+        before = _done_panels(out)
+        pid = _start(example_copy, out, log)
+        time.sleep(rng.uniform(0.3, 1.5))
+        os.kill(pid, signal.SIGINT)
+        code = _wait(pid)
+        assert code in (0, 130), log.read_text()
+        if code == 130:
+            interrupted += 1
+            assert "run the same command again to resume" in log.read_text()
+            assert "Traceback" not in log.read_text()
+        after = _done_panels(out)
+        assert all(after.get(n) == s for n, s in before.items())
+    assert interrupted >= 1
+    assert _wait(_start(example_copy, out, log)) == 0
+    assert sorted(_done_panels(out)) == [1, 2, 3, 4, 5, 6]
