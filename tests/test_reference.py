@@ -247,3 +247,15 @@ def test_cli_reference_run_with_tiny_models(
         best = max(panel["candidates"], key=lambda c: (c["scores"]["clip_t"], -c["index"]))
         assert panel["chosen"] == best["index"]
     assert (out / "storyboard.html").read_text().count("reference method ·") == 2
+
+
+def test_story_check_knows_the_method(example_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A story that asks for the reference method in its [generation] table is checked for it."""
+    assert run_cli(capsys, "story", "check", str(example_copy)).exit_code == 0
+    text = example_copy.read_text().replace("[generation]\n", '[generation]\nmethod = "reference"\n', 1)
+    example_copy.write_text(text)
+    r = run_cli(capsys, "story", "check", str(example_copy))
+    assert r.exit_code == 2 and "panel 4 has 4 key elements" in r.output, r.output
+    example_copy.write_text(text.replace('method = "reference"', 'method = "referenc"'))
+    r = run_cli(capsys, "story", "check", str(example_copy))
+    assert r.exit_code == 2 and "generation.method" in r.output, r.output
