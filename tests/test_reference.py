@@ -259,3 +259,26 @@ def test_story_check_knows_the_method(example_copy: Path, capsys: pytest.Capture
     example_copy.write_text(text.replace('method = "reference"', 'method = "referenc"'))
     r = run_cli(capsys, "story", "check", str(example_copy))
     assert r.exit_code == 2 and "generation.method" in r.output, r.output
+
+
+def test_same_pixels_as_the_reference_pipeline_call(panel: PanelPrompt, tiny_flux_dir: Path) -> None:
+    """Our candidate equals FluxFillPipeline called as the reference calls it, on the reference's
+    own canvas: the 6th image it pastes into the masked centre cannot reach the output."""
+    import torch
+
+    from ipprompt.backends.factory import MachineOptions
+    from ipprompt.backends.flux_fill import FluxFillBackend
+
+    backend = FluxFillBackend.load(str(tiny_flux_dir), MachineOptions(device="cpu"))
+    one = PanelPrompt(panel.text, panel.element_texts[:2], panel.ranked[:2], panel.pinned, panel.seed, description=panel.description)
+    result = CandidateSearch(backend, Scorer(None), SPEC, SearchSettings(steps=2, method="reference")).run(one)
+    cand = result.candidates[1]  # permutation (1, 0)
+    condition = reference_condition([_open(r) for r in one.ranked], cand.arrangement.order, _open(one.pinned))
+    assert np.array(condition)[TILE : 2 * TILE, TILE : 2 * TILE].any(), "the reference pasted an image into the centre"
+    mask = Image.new("RGB", condition.size, (0, 0, 0))
+    mask.paste(Image.new("RGB", (TILE, TILE), (255, 255, 255)), box=(TILE, TILE))
+    theirs = backend.pipe(
+        prompt=one.text, image=condition, mask_image=mask, height=SPEC.size, width=SPEC.size, guidance_scale=30,
+        num_inference_steps=2, max_sequence_length=512, generator=torch.Generator("cpu").manual_seed(one.seed),
+    ).images[0]
+    assert np.array_equal(np.array(cand.cell), np.array(theirs.crop(SPEC.box(SPEC.target))))
