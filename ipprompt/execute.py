@@ -72,6 +72,7 @@ def search_settings(job: PanelJob) -> SearchSettings:
         search=s.search,
         preview_step=s.preview_step,
         keep=s.keep,
+        method=s.method,
     )
 
 
@@ -84,6 +85,8 @@ def panel_prompt(job: PanelJob) -> PanelPrompt:
         seed=job.seed,
         label=job.label,
         description=job.description,
+        # The previous panel is scored by image similarity, never by its placeholder text.
+        element_images=tuple(refs[0] if e.kind == "continuity" and refs else None for e, refs in zip(job.elements, job.ranked)),
     )
 
 

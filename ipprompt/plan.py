@@ -17,15 +17,16 @@ from typing import Any
 
 from ipprompt.dvp.elements import Element, extract_elements, panel_description, panel_text
 from ipprompt.dvp.layout import RefImage
+from ipprompt.dvp.reference import reference_problems, reference_prompt
 from ipprompt.story import Generation, Story
 from ipprompt.theme.importer import sha256_hex
 
 RETRIEVAL_K = 9
 EXCLUDE_TOP = 3
-KEY_VERSION = "ipprompt-panel-2"
+KEY_VERSION = "ipprompt-panel-3"  # 3: fair DVP scores and orderings choose other winners
 # Settings that decide a panel's pixels. Offload and compile do not change them; the compute
 # dtype (bf16 on a GPU, fp32 on a CPU), quantization and VAE tiling do, and join the key too.
-KEY_SETTINGS = ("backend", "model", "encoder", "tile", "grid", "steps", "guidance", "candidates", "rounds", "search", "preview_step", "keep", "continuity")
+KEY_SETTINGS = ("backend", "model", "encoder", "tile", "grid", "steps", "guidance", "candidates", "rounds", "search", "preview_step", "keep", "continuity", "method")
 # A reroll moves the seed this far per reroll: far from ``seed + panel number`` of other panels.
 REROLL_STRIDE = 1_000_003
 
@@ -152,6 +153,8 @@ def plan_panels(
     job after the first waits for its predecessor's image (``PanelJob.with_previous``).
     """
     numbers = list(numbers) if numbers is not None else list(range(1, len(story.panels) + 1))
+    reference = settings.method == "reference"
+    reference_problems(story, settings, numbers)
     machine_key = dict(machine_key or {})
     machine_key.setdefault("retrieval", library.mode)
     jobs = []
@@ -159,16 +162,19 @@ def plan_panels(
         panel = story.panels[n - 1]
         elements = extract_elements(panel, story)
         pinned = _pinned(story, panel.characters)
-        matches = library.match([e.text for e in elements], k=RETRIEVAL_K, exclude_top=EXCLUDE_TOP, pinned=[p.sha256 for p in pinned])
+        # The reference method leaves pinned images in the retrieval pool; DVP places them anyway.
+        offered = () if reference else [p.sha256 for p in pinned]
+        matches = library.match([e.text for e in elements], k=RETRIEVAL_K, exclude_top=EXCLUDE_TOP, pinned=offered)
         ranked = tuple(
             tuple(RefImage(m.image.sha256, m.image.path, m.image.caption, round(float(m.score), 6)) for m in em.refs) for em in matches
         )
         reroll = (rerolls or {}).get(n, 0)
+        description = panel_description(panel, story)
         jobs.append(
             PanelJob(
                 number=n,
-                text=panel_text(panel, story),
-                description=panel_description(panel, story),
+                text=reference_prompt(description) if reference else panel_text(panel, story),
+                description=description,
                 elements=tuple(elements),
                 ranked=ranked,
                 pinned=pinned,

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 import ipprompt
 from ipprompt.backends.base import Backend
 from ipprompt.backends.factory import MachineOptions, check_inputs, create_encoder, planned_dtype
+from ipprompt.dvp.reference import reference_problems
 from ipprompt.errors import IppromptError
 from ipprompt.manifest import RunManifest, StoryInfo
 from ipprompt.plan import PanelJob, overlay_of, plan_panels
@@ -157,7 +158,7 @@ def run_story(
     """Run a story from Python exactly as ``ipprompt story run`` does.
 
     ``overrides`` are [generation] keys (backend, model, encoder, steps, candidates, seed, rounds,
-    search, preview_step, keep, continuity, tile, grid, guidance); None means "as in the story".
+    search, preview_step, keep, continuity, tile, grid, guidance, method); None means "as in the story".
     ``reroll`` makes the selected panels again with a fresh seed, which later runs keep.
     """
     progress = progress or SilentProgress()
@@ -170,6 +171,7 @@ def run_story(
     numbers = parse_panel_selection(panels, len(story.panels)) if isinstance(panels, str) else (panels or list(range(1, len(story.panels) + 1)))
     if reroll and panels is None:
         raise IppromptError("--reroll needs --panels: say which panels to make again.", "Example: --panels 3 --reroll")
+    reference_problems(story, settings, numbers)  # what the reference method cannot lay out, before anything loads
     # 2. the run folder
     folder = RunFolder(Path(out) if out is not None else Path.cwd() / "runs" / Path(path).stem)
     folder.claim(story.path)

@@ -225,7 +225,7 @@ class RunFolder:
                     arrangement=ArrangementEntry(order=list(c.arrangement.order), offsets=list(c.arrangement.offsets), cells=cells),
                     grid=self.rel(grid_path),
                     image=self.rel(cand_path) if c.cell is not None else None,
-                    prompt=job.text,
+                    prompt=c.prompt or job.text,
                     steps_run=c.steps_run,
                     finished=c.finished,
                     pruned=c.pruned,
@@ -241,6 +241,7 @@ class RunFolder:
                 key=job.key,
                 text=job.text,
                 description=job.description,
+                method=job.settings.method,
                 seed=job.seed,
                 reroll=job.reroll,
                 elements=[

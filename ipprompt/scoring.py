@@ -1,14 +1,18 @@
 """Scores that pick the winning candidate: text alignment and theme consistency.
 
 score = W_TEXT * CLIP-T + W_IMAGE * CLIP-I, where CLIP-T is the cosine similarity between the
-generated cell and the panel prompt, and CLIP-I the mean cosine similarity between the generated
-cell and the references of its arrangement. The reference method ranks by CLIP-T alone; adding
+generated cell and the panel's description (its prompt and the story's style, never the
+instruction about the grid that the generator's prompt starts with), and CLIP-I the mean cosine
+similarity between the generated cell and the panel's reference set: the same set for every
+candidate of a panel (each element's top references and the pinned ones), so that an arrangement
+placing weaker references is not judged against weaker references. The reference method ranks by CLIP-T alone; adding
 CLIP-I rewards candidates that keep the theme's look, which is what users judge us on. CLIP-T
 alone sits around 0.2-0.35 and CLIP-I around 0.6-0.9 for real CLIP, so the weights also keep
 CLIP-I from drowning out the text.
 
 Per element, the cell's similarity to each element's text tells refinement which element the
-candidate shows worst.
+candidate shows worst; an element that is an image (continuity: the previous panel) is scored by
+image similarity to that image, never by its placeholder text.
 
 Without a CLIP model (the preview backend on a laptop), scores are the attention-weighted mean of
 the placed references' retrieval scores: they rank arrangements by how well their references
@@ -75,18 +79,35 @@ class Scorer:
                 self._ref_cache[ref.sha256] = np.asarray(vec, dtype=np.float32)
         return np.stack([self._ref_cache[r.sha256] for r in refs])
 
-    def score(self, cell: Image.Image, text: str, element_texts: Sequence[str], arrangement: Arrangement, spec: GridSpec) -> Scores:
-        """Score one generated (or previewed) target cell."""
+    def score(
+        self,
+        cell: Image.Image,
+        text: str,
+        element_texts: Sequence[str],
+        arrangement: Arrangement,
+        spec: GridSpec,
+        references: Sequence[RefImage] | None = None,
+        element_images: Sequence[RefImage | None] = (),
+    ) -> Scores:
+        """Score one generated (or previewed) target cell.
+
+        ``references``: the panel's CLIP-I set (the arrangement's own references when None);
+        ``element_images[e]``, when given, stands for element e instead of its text.
+        """
         if self.encoder is None:
             return retrieval_scores(arrangement, spec, len(element_texts))
         image_vec = self.encoder.embed_images([cell.convert("RGB")])[0]
-        texts = self._texts([text, *element_texts])
-        sims = texts @ image_vec
-        clip_t = float(sims[0])
-        refs = [p.ref for p in arrangement.placements]
+        images = list(element_images) + [None] * (len(element_texts) - len(element_images))
+        texts = self._texts([text, *(t for t, im in zip(element_texts, images) if im is None)])
+        text_sims = iter(texts @ image_vec)
+        clip_t = float(next(text_sims))
+        by_image = [r for r in images if r is not None]
+        image_sims = iter(self._refs(by_image) @ image_vec) if by_image else iter(())
+        per_element = [next(image_sims) if im is not None else next(text_sims) for im in images[: len(element_texts)]]
+        refs = list(references) if references is not None else [p.ref for p in arrangement.placements]
         clip_i = float(np.mean(self._refs(refs) @ image_vec)) if refs else 0.0
         total = W_TEXT * clip_t + W_IMAGE * clip_i
-        return Scores(round(total, 6), round(clip_t, 6), round(clip_i, 6), tuple(round(float(s), 6) for s in sims[1:]), "clip")
+        return Scores(round(total, 6), round(clip_t, 6), round(clip_i, 6), tuple(round(float(s), 6) for s in per_element), "clip")
 
 
 def retrieval_scores(arrangement: Arrangement, spec: GridSpec, n_elements: int) -> Scores:

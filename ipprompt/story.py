@@ -30,6 +30,7 @@ DEFAULT_MODEL = "black-forest-labs/FLUX.1-Fill-dev"
 DEFAULT_ENCODER = "openai/clip-vit-base-patch32"
 BACKENDS = ("flux-fill", "preview")
 SEARCH_MODES = ("pruned", "exhaustive")
+METHODS = ("dvp", "reference")
 
 
 class _Strict(BaseModel):
@@ -51,6 +52,8 @@ class Generation(_Strict):
     seed: int = Field(0, ge=0, le=2**32 - 1)
     rounds: int = Field(2, ge=0, le=10)
     search: Literal["pruned", "exhaustive"] = "pruned"
+    # "dvp": our Dynamic Visual Prompting; "reference": IP-Prompter's own code, reproduced exactly.
+    method: Literal["dvp", "reference"] = "dvp"
     preview_step: int = Field(12, ge=1, le=1000)
     keep: int = Field(2, ge=1, le=120)
     continuity: bool = False
@@ -380,6 +383,15 @@ def parse_story(text: str, path: Path) -> Story:
     if problems:
         raise StoryError(path, problems)
     return Story(path=path.resolve(), doc=doc)
+
+
+def line_of(story: Story, loc: tuple[Any, ...]) -> int | None:
+    """The line of ``story``'s file that wrote ``loc`` (e.g. ``("panels", 3)``), for located errors
+    found after loading (checks that depend on the run's settings)."""
+    try:
+        return _LineIndex(story.path.read_text(encoding="utf-8")).line_of(loc)
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def load_story(path: str | Path) -> Story:

@@ -26,11 +26,13 @@ def check(story_path: Path = typer.Argument(..., metavar="STORY", help="The stor
 
     Example: ipprompt story check stories/lighthouse.toml
     """
+    from ipprompt.dvp.reference import reference_problems
     from ipprompt.paths import resolve_theme_path
     from ipprompt.story import load_story
 
     try:
         story = load_story(story_path)
+        reference_problems(story, story.generation)  # method = "reference": what it cannot lay out
         theme = resolve_theme_path(story.doc.theme, relative_to=story.folder)
     except IppromptError as error:
         raise fail(error)
@@ -56,7 +58,8 @@ def check(story_path: Path = typer.Argument(..., metavar="STORY", help="The stor
     table.add_row("characters", ", ".join(chars) or "none")
     table.add_row("scenes", escape(", ".join(story.scenes)) or "none")
     table.add_row("theme", escape(f"{theme} ({len(images)} images)"))
-    table.add_row("generation", f"{g.backend}, {g.grid}x{g.grid} x {g.tile}px, {g.steps} steps, {g.candidates} candidates, search {g.search}")
+    table.add_row("generation", f"{g.backend}, {g.grid}x{g.grid} x {g.tile}px, {g.steps} steps, {g.candidates} candidates, search {g.search}"
+                  if g.method == "dvp" else f"{g.backend}, reference method (IP-Prompter), {g.tile}px tiles, {g.steps} steps")
     table.add_row("model", escape(g.model))
     table.add_row("encoder", escape(g.encoder))
     console.print(table)

@@ -27,6 +27,7 @@ def run(
     steps: Optional[int] = typer.Option(None, help="Denoising steps."),
     seed: Optional[int] = typer.Option(None, help="Base seed (a panel's own seed wins)."),
     rounds: Optional[int] = typer.Option(None, help="Refinement rounds after the first (default 2)."),
+    method: Optional[str] = typer.Option(None, help="dvp (ours: search, pruning, refinement) or reference (IP-Prompter's method, reproduced exactly)."),
     search: Optional[str] = typer.Option(None, help="pruned (finish only the best previews) or exhaustive (finish all)."),
     preview_step: Optional[int] = typer.Option(None, "--preview-step", help="Step at which pruned search scores previews."),
     keep: Optional[int] = typer.Option(None, help="Candidates pruned search finishes per round."),
@@ -63,7 +64,7 @@ def run(
             story_path, out=out, panels=panels, force=force, reroll=reroll, progress=progress,
             device=device, offload=offload, quantize=quantize, vae_tiling=vae_tiling, compile=compile, attention=attention,
             backend=backend, model=model, encoder=encoder, candidates=candidates, steps=steps, seed=seed,
-            rounds=rounds, search=search, preview_step=preview_step, keep=keep, continuity=continuity,
+            rounds=rounds, method=method, search=search, preview_step=preview_step, keep=keep, continuity=continuity,
             tile=tile, grid=grid,
         )
     except IppromptError as error:

@@ -207,8 +207,24 @@ def place_references(
 
 
 def element_orders(n_elements: int, limit: int) -> list[tuple[int, ...]]:
-    """The first round's orderings: permutations of the elements in lexicographic order, at most ``limit``."""
-    return list(itertools.islice(itertools.permutations(range(n_elements)), limit))
+    """The first round's orderings, at most ``limit``.
+
+    Up to 3 elements: permutations in lexicographic order (with 6 candidates, all of them). From 4
+    elements on, lexicographic order would give every one of the first ``limit`` orderings to
+    element 0 (it has (n-1)! of them), so the orderings come in cyclic rotations instead:
+    (0,1,2,3), (1,2,3,0), (2,3,0,1), (3,0,1,2), then the rotations of (0,1,3,2), ... Each block
+    of n is a Latin square (every element holds every rank once) and all n! orderings still come,
+    each exactly once.
+    """
+    if n_elements < 4:
+        return list(itertools.islice(itertools.permutations(range(n_elements)), limit))
+    rotations = (
+        base[k:] + base[:k]
+        for rest in itertools.permutations(range(1, n_elements))
+        for base in [(0, *rest)]
+        for k in range(n_elements)
+    )
+    return list(itertools.islice(rotations, limit))
 
 
 def fit_to_tile(image: Image.Image, tile: int) -> Image.Image:

@@ -6,7 +6,9 @@ next-ranked references, higher-attention cells, or both. Rounds continue while t
 improves, up to ``rounds``.
 
 Search modes count transformer evaluations (NFE):
-- ``exhaustive`` (the reference method): every arrangement runs all ``steps``.
+- ``exhaustive``: our DVP without pruning; every arrangement runs all ``steps``. (The reference
+  method itself, IP-Prompter's grid, prompt and winner rule, is ``method = "reference"``:
+  ``ipprompt.dvp.reference``.)
 - ``pruned`` (default): every arrangement runs to ``preview_step``; the predicted clean image of
   the target cell is scored; only the best ``keep`` are finished. At defaults one round costs
   6 x 12 + 2 x 38 = 148 NFE instead of 6 x 50 = 300. Candidates are deterministic (fixed seed,
@@ -49,6 +51,7 @@ class SearchSettings:
     search: str = "pruned"
     preview_step: int = 12
     keep: int = 2
+    method: str = "dvp"  # "reference": IP-Prompter's own method (``ipprompt.dvp.reference``)
 
 
 @dataclass
@@ -65,6 +68,7 @@ class Candidate:
     scores: Scores | None = None  # final scores (None when pruned)
     steps_run: int = 0
     pruned: bool = False
+    prompt: str = ""  # the exact text sent to the generator
 
     @property
     def finished(self) -> bool:
@@ -91,6 +95,27 @@ class PanelPrompt:
     seed: int
     label: str = ""
     description: str = ""  # what CLIP-T compares with; the model prompt when empty
+    # Per element, an image that stands for it instead of its text (continuity: the previous
+    # panel's image); None where the element's text is what the cell should show.
+    element_images: tuple[RefImage | None, ...] = ()
+
+
+# How many of each element's best references make the panel's CLIP-I reference set (the
+# reference method places exactly this many per element, so its set is the same).
+TOP_REFERENCES = 3
+
+
+def panel_references(prompt: PanelPrompt) -> tuple[RefImage, ...]:
+    """The one set every candidate of a panel is compared with (CLIP-I): each element's top
+    references and the pinned ones. A candidate that places weaker references is still judged
+    against the best ones, so the scores of different arrangements are comparable."""
+    refs: dict[str, RefImage] = {}
+    for ranked in prompt.ranked:
+        for ref in ranked[:TOP_REFERENCES]:
+            refs.setdefault(ref.sha256, ref)
+    for ref in prompt.pinned:
+        refs.setdefault(ref.sha256, ref)
+    return tuple(refs.values())
 
 
 class CandidateSearch:
@@ -111,6 +136,7 @@ class CandidateSearch:
         self.progress = progress or _NoProgress()
         self.mask = target_mask(spec)
         self._tiles: dict[str, Image.Image] = {}
+        self._references: tuple[PanelPrompt | None, tuple[RefImage, ...]] = (None, ())
 
     def _tile(self, ref: RefImage) -> Image.Image:
         """A reference fitted to the tile, decoded and resampled once per panel."""
@@ -157,8 +183,17 @@ class CandidateSearch:
         canvas = build_canvas(self.spec, arrangement, self._tile)
         return FillJob(canvas, self.mask, prompt.text, prompt.seed, self.settings.steps, self.settings.guidance, self.spec, prompt.label)
 
+    def _panel_references(self, prompt: PanelPrompt) -> tuple[RefImage, ...]:
+        """The panel's CLIP-I reference set, worked out once per panel."""
+        if self._references[0] is not prompt:
+            self._references = (prompt, panel_references(prompt))
+        return self._references[1]
+
     def _score(self, cell: Image.Image, candidate: Candidate, prompt: PanelPrompt) -> Scores:
-        return self.scorer.score(cell, prompt.description or prompt.text, prompt.element_texts, candidate.arrangement, self.spec)
+        return self.scorer.score(
+            cell, prompt.description or prompt.text, prompt.element_texts, candidate.arrangement, self.spec,
+            references=self._panel_references(prompt), element_images=prompt.element_images,
+        )
 
     def run_round(self, arrangements: Sequence[Arrangement], prompt: PanelPrompt, round_no: int, first_index: int) -> list[Candidate]:
         s = self.settings
@@ -166,7 +201,7 @@ class CandidateSearch:
         planned = len(arrangements) * s.preview_step + s.keep * (s.steps - s.preview_step) if prune else len(arrangements) * s.steps
         self.progress.candidates_added(len(arrangements), planned)
         jobs = [self._job(a, prompt) for a in arrangements]
-        candidates = [Candidate(first_index + i, round_no, a, prompt.seed, j.canvas) for i, (a, j) in enumerate(zip(arrangements, jobs))]
+        candidates = [Candidate(first_index + i, round_no, a, prompt.seed, j.canvas, prompt=j.prompt) for i, (a, j) in enumerate(zip(arrangements, jobs))]
         handles = [self.backend.start(j) for j in jobs]
         if prune:
             # Advance all first, then preview all: under model offload this swaps the
@@ -199,6 +234,10 @@ class CandidateSearch:
         return candidates
 
     def run(self, prompt: PanelPrompt) -> SearchResult:
+        if self.settings.method == "reference":
+            from ipprompt.dvp.reference import ReferenceSearch
+
+            return ReferenceSearch(self.backend, self.scorer, self.spec, self.settings, self.progress).run(prompt)
         nfe_before = self.backend.nfe
         arrangements = _unique(self.first_round(prompt))
         candidates = self.run_round(arrangements, prompt, 0, 0)
