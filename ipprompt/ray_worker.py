@@ -102,8 +102,8 @@ class PanelWorker:
 
             try:
                 self.board = ray.get_actor(self.board_name)
-            except ValueError:  # the driver is gone: nobody to report to
-                self.board_name = None
+            except ValueError:  # not registered yet (or the driver is gone): report next time
+                pass
         return self.board
 
     def post(self, doing: str, panel: int | None = None, done: int = 0, total: int = 0) -> None:

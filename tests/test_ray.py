@@ -23,7 +23,6 @@ import pytest
 from PIL import Image
 
 from cli_helpers import run_cli
-from ipprompt.backends.factory import MachineOptions
 from ipprompt.progress import SilentProgress, WorkerState
 from ipprompt.ray_runner import plan_workers
 from ipprompt.run import run_story
@@ -161,4 +160,3 @@ def test_one_worker_per_gpu() -> None:
     assert cpu.count == 2 and cpu.resources == {"num_cpus": 1.0} and cpu.dtype == "float32"
     assert plan_workers({"CPU": 2.0}, "flux-fill", None).count == 1
     assert plan_workers({"CPU": 8.0, "GPU": 2.0}, "preview", None).resources == {"num_cpus": 8.0}
-    assert MachineOptions().device == "auto"
