@@ -24,6 +24,11 @@ class IppromptError(Exception):
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n{self.hint}"
 
+    def __reduce__(self) -> tuple[type, tuple[str, str | None]]:
+        """Pickle as message and hint, so an error raised on a Ray worker reaches the driver whole
+        (subclasses with other constructor arguments arrive as a plain ``IppromptError``)."""
+        return (IppromptError, (self.message, self.hint))
+
 
 def hf_cache_dir() -> Path:
     """Where Hugging Face keeps downloaded models (honours HF_HUB_CACHE / HF_HOME)."""

@@ -76,6 +76,8 @@ class PanelJob:
         """The job once its previous panel exists: that image joins as a continuity element.
 
         Without an image (the previous panel was never made) the job runs without continuity.
+        With ``data`` (the image's bytes) the reference carries them, for a worker that cannot
+        read ``image``.
         """
         if self.continuity_from is None:
             return self
@@ -84,7 +86,7 @@ class PanelJob:
         raw = data if data is not None else image.read_bytes()
         prev = self.continuity_from
         element = Element("continuity", f"panel {prev}", str(prev))
-        ref = RefImage(sha256_hex(raw), image, f"panel {prev}", 1.0)
+        ref = RefImage(sha256_hex(raw), image, f"panel {prev}", 1.0, data=data)
         return replace(self, elements=(*self.elements, element), ranked=(*self.ranked, (ref,)), continuity_from=None)
 
     def with_reference_bytes(self) -> "PanelJob":

@@ -6,11 +6,25 @@ pass nothing (silent) or their own object.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+
+
+@dataclass(frozen=True)
+class WorkerState:
+    """What one worker of a distributed run is doing now (a Ray actor, on some node)."""
+
+    slot: int  # 0-based worker number, stable across restarts of the worker
+    node: str  # host name or IP of the node it runs on
+    pid: int  # its process (a restarted worker gets a new one)
+    doing: str  # "loading the model", "panel 3: round 1", "idle"...
+    panel: int | None = None
+    done: int = 0  # candidates of this panel finished
+    total: int = 0  # candidates of this panel planned so far
 
 
 class RunProgress(Protocol):
@@ -21,6 +35,7 @@ class RunProgress(Protocol):
     def candidate_done(self) -> None: ...
     def step(self) -> None: ...
     def end_panel(self, reused: bool) -> None: ...
+    def worker(self, state: WorkerState) -> None: ...
     def note(self, text: str) -> None: ...
     def close(self) -> None: ...
 
@@ -52,6 +67,9 @@ class SilentProgress:
     def end_panel(self, reused: bool) -> None:
         pass
 
+    def worker(self, state: WorkerState) -> None:
+        pass
+
     def note(self, text: str) -> None:
         self.notes.append(text)
 
@@ -75,6 +93,7 @@ class RichProgress:
             transient=False,
         )
         self._panels = self._candidates = self._steps = self._indexing = None
+        self._workers: dict[int, TaskID] = {}
         self._started = False
 
     def indexing(self, done: int, total: int) -> None:
@@ -119,6 +138,19 @@ class RichProgress:
 
     def end_panel(self, reused: bool) -> None:
         self.progress.advance(self._panels)
+
+    def worker(self, state: WorkerState) -> None:
+        """One row per worker (its candidates bar); they replace the single-panel bars."""
+        self._ensure()
+        if not self._workers:
+            for task in (self._candidates, self._steps):
+                if task is not None:
+                    self.progress.update(task, visible=False)
+        info = escape(f"{state.node} pid {state.pid}: {state.doing}"[:70])
+        task = self._workers.get(state.slot)
+        if task is None:
+            task = self._workers[state.slot] = self.progress.add_task(f"worker {state.slot + 1}", total=0, info=info)
+        self.progress.update(task, total=state.total, completed=state.done, info=info)
 
     def note(self, text: str) -> None:
         """Print a plain message (model ids and paths are user text: never markup)."""

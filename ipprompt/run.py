@@ -10,8 +10,8 @@ steps, as in diffusers pipelines:
 3. open the theme library and the encoder (CLIP, or lexical retrieval when none is available);
 4. write the manifest (every panel pending that is not done) before any panel is made;
 5. plan every selected panel (pure: ``plan_panels``);
-6. execute the jobs (``LocalRunner`` here, ``RayRunner`` across GPUs and machines): panels whose
-   key matches a finished panel are kept; the generator loads only if something is left;
+6. execute the jobs (``LocalRunner`` here, ``RayRunner`` across GPUs and machines with ``ray``):
+   panels whose key matches a finished panel are kept; the generator loads only if something is left;
 7. render the storyboard.
 """
 
@@ -31,6 +31,7 @@ from ipprompt.errors import IppromptError
 from ipprompt.manifest import RunManifest, StoryInfo
 from ipprompt.plan import PanelJob, overlay_of, plan_panels
 from ipprompt.progress import RunProgress, SilentProgress
+from ipprompt.ray_runner import RayRunner, check_ray_options
 from ipprompt.runfolder import RunFolder, overlay_fields, pending_entry
 from ipprompt.runner import LocalRunner
 from ipprompt.story import Generation, Story, load_story
@@ -151,6 +152,8 @@ def run_story(
     vae_tiling: bool = False,
     compile: bool = False,
     attention: str = "native",
+    ray: str | None = None,
+    workers: int | None = None,
     backend_instance: Backend | None = None,
     encoder_instance: Any | None = None,
     **overrides: Any,
@@ -160,13 +163,16 @@ def run_story(
     ``overrides`` are [generation] keys (backend, model, encoder, steps, candidates, seed, rounds,
     search, preview_step, keep, continuity, tile, grid, guidance, method); None means "as in the story".
     ``reroll`` makes the selected panels again with a fresh seed, which later runs keep.
+    ``ray`` (``auto``, ``local`` or a cluster address) makes the panels on Ray workers, one per GPU
+    (at most ``workers``).
     """
     progress = progress or SilentProgress()
     # 1. story, settings, machine options
     story = load_story(path)
     settings = apply_overrides(story.generation, overrides)
     machine = MachineOptions(device=device, offload=offload, quantize=quantize, vae_tiling=vae_tiling, compile=compile, attention=attention)
-    if backend_instance is None:
+    check_ray_options(ray, workers, machine)
+    if backend_instance is None and ray is None:  # Ray workers check on their own nodes
         check_inputs(settings.backend, machine)
     numbers = parse_panel_selection(panels, len(story.panels)) if isinstance(panels, str) else (panels or list(range(1, len(story.panels) + 1)))
     if reroll and panels is None:
@@ -187,7 +193,10 @@ def run_story(
     machine_key = {"quantize": machine.quantize, "vae_tiling": machine.vae_tiling, "dtype": dtype}
     jobs: list[PanelJob] = plan_panels(story, settings, library, numbers, machine_key=machine_key, rerolls=_rerolls(manifest, numbers, reroll))
     # 6. execute
-    runner = LocalRunner(folder, settings, machine, library, encoder, progress, backend_instance)
+    if ray is not None:
+        runner: LocalRunner | RayRunner = RayRunner(folder, settings, machine, library, encoder, progress, address=ray, workers=workers)
+    else:
+        runner = LocalRunner(folder, settings, machine, library, encoder, progress, backend_instance)
     try:
         outcome = runner.run(jobs, force=force or reroll)
     finally:

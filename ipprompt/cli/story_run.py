@@ -40,6 +40,12 @@ def run(
     vae_tiling: bool = typer.Option(False, "--vae-tiling", help="Decode the canvas in tiles (less memory)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the transformer blocks (slow first panel, faster after)."),
     attention: str = typer.Option("native", help="Attention kernel: native, flash, _flash_3 or sage (where installed)."),
+    ray: Optional[str] = typer.Option(
+        None, "--ray", metavar="auto|local|ADDRESS",
+        help="Make the panels on Ray, one worker per GPU: auto (RAY_ADDRESS, else a `ray start` cluster on this machine, "
+        "else a new local one), local (a new local instance) or a cluster ADDRESS. Needs pip install \"ipprompt\[ray]\".",
+    ),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="With --ray: at most N workers (default: one per GPU; 1 on a CPU-only cluster)."),
     force: bool = typer.Option(False, "--force", help="Regenerate panels even when nothing changed."),
     reroll: bool = typer.Option(False, "--reroll", help="Make the --panels again with a fresh seed (later runs keep the new take)."),
 ) -> None:
@@ -54,6 +60,8 @@ def run(
       ipprompt story run stories/lighthouse.toml --offload model --panels 1-3
 
       ipprompt story run stories/lighthouse.toml --panels 3 --reroll
+
+      ipprompt story run stories/lighthouse.toml --ray auto --workers 4
     """
     from ipprompt.progress import RichProgress
     from ipprompt.run import run_story
@@ -63,6 +71,7 @@ def run(
         result = run_story(
             story_path, out=out, panels=panels, force=force, reroll=reroll, progress=progress,
             device=device, offload=offload, quantize=quantize, vae_tiling=vae_tiling, compile=compile, attention=attention,
+            ray=ray, workers=workers,
             backend=backend, model=model, encoder=encoder, candidates=candidates, steps=steps, seed=seed,
             rounds=rounds, method=method, search=search, preview_step=preview_step, keep=keep, continuity=continuity,
             tile=tile, grid=grid,

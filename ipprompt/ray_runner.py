@@ -1,0 +1,290 @@
+"""Run a story's panels on Ray: one worker per GPU, on this machine or across a cluster.
+
+``RayRunner`` keeps ``LocalRunner``'s contract (``run(jobs, force=) -> Outcome``) and bookkeeping
+(a panel whose key is unchanged is kept, a continuity job gets its previous panel's image, each
+result is committed as soon as it arrives); only *where* panels are made changes. The driver (this
+process) is the only writer of the run folder: workers get each job with its reference images'
+bytes through Ray's object store and send back a ``PanelResult``, so they need no shared
+filesystem.
+
+Scheduling is done by the driver: a panel goes to the next idle worker, in story order. A
+continuity job waits until the panel before it is committed, then travels with that image's bytes;
+independent panels run side by side. A panel is the unit of work: its arrangements are not spread
+over workers (a round's previews decide the next round, so splitting a panel would move images
+between workers every round; with as many panels as workers, whole panels keep every GPU busy).
+
+Fault tolerance comes from Ray: workers are actors with unlimited restarts and retried tasks, so a
+worker that dies mid-panel is started again (it loads the models again) and its panel is made
+again; panels already committed are never made twice. Ctrl-C kills the workers; the panels they
+were making stay pending in the manifest and the next run makes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from ipprompt.backends.factory import MachineOptions
+from ipprompt.errors import IppromptError
+from ipprompt.manifest import RunManifest
+from ipprompt.plan import PanelJob
+from ipprompt.progress import RunProgress, WorkerState
+from ipprompt.runfolder import RunFolder
+from ipprompt.runner import Outcome, resolve_continuity, reusable
+from ipprompt.story import Generation
+
+TASK_RETRIES = 3  # a panel is tried again this often when its worker dies
+POLL_S = 0.25  # how often the driver refreshes the workers' progress while it waits
+INSTALL_HINT = 'Install the extra: pip install "ipprompt[ray]"'
+
+
+def import_ray() -> Any:
+    """Ray, or a clear error saying how to install it (it is an optional extra)."""
+    try:
+        import ray
+    except ImportError:
+        raise IppromptError("--ray needs Ray, which is not installed.", INSTALL_HINT) from None
+    return ray
+
+
+def check_ray_options(address: str | None, workers: int | None, machine: MachineOptions) -> None:
+    """Refuse impossible Ray options before anything loads (the machine options are checked by
+    each worker, on its own node: the driver may have no GPU at all)."""
+    if address is None:
+        if workers is not None:
+            raise IppromptError("--workers needs --ray.", "Example: --ray local --workers 2")
+        return
+    import_ray()
+    if not address.strip():
+        raise IppromptError("--ray needs auto, local or a cluster address.", "Example: --ray auto, --ray local, --ray 10.0.0.5:6379")
+    if workers is not None and workers < 1:
+        raise IppromptError(f"--workers {workers}: at least 1.", "Leave it out for one worker per GPU.")
+    if machine.device != "auto":
+        raise IppromptError(
+            f"--device {machine.device} cannot be used with --ray: Ray gives each worker its own GPU (or the CPU).",
+            "Leave --device out; limit the workers with --workers N.",
+        )
+
+
+def connect(ray: Any, address: str) -> bool:
+    """Join or start Ray; True when this call connected (the run then disconnects at its end).
+
+    ``auto``: RAY_ADDRESS, else a cluster started with ``ray start`` on this machine, else a new
+    local instance; ``local``: always a new local instance; anything else: that cluster's address.
+    """
+    if ray.is_initialized():
+        return False
+    target = None if address == "auto" else address
+    try:
+        ray.init(address=target, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise IppromptError(
+            f"Cannot start or join Ray (--ray {address}): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            "Start a cluster with `ray start --head` and pass its address (or set RAY_ADDRESS), or use --ray local.",
+        ) from None
+    return True
+
+
+@dataclass
+class WorkerPlan:
+    """How many workers, with which Ray resources, and the dtype they will compute in."""
+
+    count: int
+    resources: dict[str, float]
+    dtype: str | None
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_workers(cluster: dict[str, float], backend: str, workers: int | None) -> WorkerPlan:
+    """One worker per GPU of the cluster (at most ``workers``); without GPUs, ``workers`` CPU
+    workers (default 1), each with an equal share of the CPUs (its PyTorch thread count)."""
+    gpus = int(cluster.get("GPU", 0)) if backend != "preview" else 0
+    cpus = float(cluster.get("CPU", 1)) or 1.0
+    if gpus:
+        count = min(workers or gpus, gpus)
+        notes = [f"the cluster has {gpus} GPU(s): {count} worker(s), one GPU each"] if workers and workers > gpus else []
+        return WorkerPlan(count, {"num_gpus": 1, "num_cpus": min(1.0, cpus / count)}, "bfloat16", notes)
+    count = workers or 1
+    return WorkerPlan(count, {"num_cpus": cpus / count}, None if backend == "preview" else "float32")
+
+
+class WorkerPool:
+    """The Ray actors of one run and the board they post their progress to."""
+
+    def __init__(self, ray: Any, plan: WorkerPlan, settings: Generation, machine: MachineOptions, texts: Sequence[str], use_encoder: bool) -> None:
+        from ipprompt.ray_worker import PanelWorker, ProgressBoard
+
+        self.ray = ray
+        name = f"ipprompt-progress-{uuid.uuid4().hex[:12]}"
+        self.board = ray.remote(num_cpus=0)(ProgressBoard).options(name=name).remote()
+        actor = ray.remote(max_restarts=-1, max_task_retries=TASK_RETRIES, **plan.resources)(PanelWorker)
+        self.actors = [actor.remote(slot, settings, machine, list(texts), use_encoder, name) for slot in range(plan.count)]
+        self.idle = list(range(plan.count))
+        self._shown: dict[int, WorkerState] = {}
+
+    def show(self, progress: RunProgress) -> None:
+        """Pass the workers' latest states (and their notes) to the driver's progress."""
+        try:
+            states, notes = self.ray.get(self.board.read.remote(), timeout=10)
+        except Exception:  # a slow board never stops the run; progress catches up next time
+            return
+        report = getattr(progress, "worker", None)
+        for slot, state in sorted(states.items()):
+            if report is not None and self._shown.get(slot) != state:
+                report(state)
+                self._shown[slot] = state
+        for text in notes:
+            progress.note(text)
+
+    def stop(self) -> None:
+        """Kill every worker (no restart): on Ctrl-C their unfinished panels stay pending."""
+        for actor in [*self.actors, self.board]:
+            try:
+                self.ray.kill(actor, no_restart=True)
+            except Exception:
+                pass
+
+
+class RayRunner:
+    """Executes jobs on Ray actors, committing each panel as soon as its result arrives."""
+
+    def __init__(
+        self,
+        folder: RunFolder,
+        settings: Generation,
+        machine: MachineOptions,
+        library: Any,
+        encoder: Any | None,
+        progress: RunProgress,
+        *,
+        address: str = "auto",
+        workers: int | None = None,
+    ) -> None:
+        self.folder = folder
+        self.settings = settings
+        self.machine = machine
+        self.library = library
+        self.encoder = encoder
+        self.progress = progress
+        self.address = address
+        self.workers = workers
+        self._theme_shas: set[str] | None = None
+
+    def run(self, jobs: Sequence[PanelJob], *, force: bool = False) -> Outcome:
+        ray = import_ray()
+        self.progress.start_run(len(jobs), denoising=self.settings.backend != "preview")
+        connected = connect(ray, self.address)
+        pool: WorkerPool | None = None
+        try:
+            plan = plan_workers(ray.cluster_resources(), self.settings.backend, self.workers)
+            for text in plan.notes:
+                self.progress.note(text)
+            jobs = [rekey(job, plan.dtype) for job in jobs]
+            state = _Schedule(list(jobs), force)
+            self._dispatch(state, None)
+            while state.pending or state.inflight:
+                if state.pending and pool is None:
+                    pool = self._start(ray, plan, state)
+                    self._dispatch(state, pool)
+                if not state.inflight:
+                    raise RuntimeError(f"panels {[j.number for j in state.pending]} wait for panels that are not made")
+                ready, _ = ray.wait(list(state.inflight), num_returns=1, timeout=POLL_S)
+                assert pool is not None
+                pool.show(self.progress)
+                for ref in ready:
+                    slot, job = state.inflight.pop(ref)
+                    result = _result(ray, ref, job, slot)
+                    self.folder.commit(replace(result, job=job))
+                    state.finished.add(job.number)
+                    state.outcome.generated.append(job.number)
+                    self.progress.end_panel(reused=False)
+                    pool.idle.append(slot)
+                if ready:
+                    self._dispatch(state, pool)
+            if pool is not None:
+                pool.show(self.progress)
+        finally:
+            if pool is not None:
+                pool.stop()
+            if connected:
+                ray.shutdown()
+        state.outcome.generated.sort()
+        return state.outcome
+
+    def _start(self, ray: Any, plan: WorkerPlan, state: "_Schedule") -> WorkerPool:
+        """Start the workers, no more than there are chains of panels that can run side by side."""
+        waiting = {j.number for j in state.pending}
+        heads = sum(1 for j in state.pending if not (j.waiting and j.continuity_from in waiting))
+        plan = replace(plan, count=max(1, min(plan.count, heads)))
+        texts = [j.text for j in state.pending]
+        return WorkerPool(ray, plan, self.settings, self.machine, texts, self.encoder is not None)
+
+    def _dispatch(self, state: "_Schedule", pool: WorkerPool | None) -> None:
+        """Keep unchanged panels, and send ready ones to idle workers, in story order."""
+        manifest = self.folder.read() or RunManifest()
+        in_run = {j.number for j in state.pending} | {j.number for _, j in state.inflight.values()}
+        for job in list(state.pending):
+            if job.waiting and job.continuity_from in in_run and job.continuity_from not in state.finished:
+                continue  # its previous panel is still to be made in this run
+            resolved = resolve_continuity(job, self.folder, manifest)
+            if not state.force and reusable(self.folder, manifest.panel(job.number), resolved):
+                state.pending.remove(job)
+                state.finished.add(job.number)
+                state.outcome.reused.append(job.number)
+                self.progress.start_panel(job.number, "unchanged, kept")
+                self.progress.end_panel(reused=True)
+                continue
+            if pool is None or not pool.idle:
+                continue
+            slot = pool.idle.pop(0)
+            self.folder.begin_panel(job.number, job.overlay)
+            # Every reference travels as bytes, the previous panel's image (continuity) too.
+            ref = pool.actors[slot].make.remote(resolved.with_reference_bytes(), self._embeddings(resolved))
+            state.pending.remove(job)
+            state.inflight[ref] = (slot, resolved)
+
+    def _embeddings(self, job: PanelJob) -> dict[str, np.ndarray]:
+        """The theme's cached embeddings of the job's references: workers score as a local run does."""
+        if self.encoder is None or self.library is None or getattr(self.library, "mode", None) != "clip":
+            return {}
+        if self._theme_shas is None:
+            self._theme_shas = {img.sha256 for img in self.library.images}
+        shas = list(dict.fromkeys(r.sha256 for refs in (*job.ranked, job.pinned) for r in refs if r.sha256 in self._theme_shas))
+        return dict(zip(shas, np.asarray(self.library.embeddings_for(shas), dtype=np.float32))) if shas else {}
+
+
+@dataclass
+class _Schedule:
+    pending: list[PanelJob]
+    force: bool
+    inflight: dict[Any, tuple[int, PanelJob]] = field(default_factory=dict)
+    finished: set[int] = field(default_factory=set)
+    outcome: Outcome = field(default_factory=Outcome)
+
+
+def rekey(job: PanelJob, dtype: str | None) -> PanelJob:
+    """The job as the workers will make it: their compute dtype (decided by their GPUs, not the
+    driver's) is part of what decides the pixels, so it is part of the key."""
+    if job.machine_key.get("dtype") == dtype:
+        return job
+    return replace(job, machine_key={**job.machine_key, "dtype": dtype})
+
+
+def _result(ray: Any, ref: Any, job: PanelJob, slot: int) -> Any:
+    """A worker's result; a user error raised on the worker is raised here as itself."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, IppromptError):
+            raise exc.cause from None
+        raise
+    except ray.exceptions.RayActorError:
+        raise IppromptError(
+            f"Worker {slot + 1} died {TASK_RETRIES + 1} times while making panel {job.number}.",
+            "Finished panels are kept. Look at the Ray logs (/tmp/ray/session_latest/logs on the worker's node), then run the command again.",
+        ) from None

@@ -1,0 +1,174 @@
+"""What runs inside the Ray cluster: one panel worker per GPU, and a board for their progress.
+
+These are plain classes; ``ipprompt.ray_runner`` turns them into Ray actors, so this module
+imports without Ray. A worker loads the generator and the CLIP encoder once, encodes every prompt
+of the run once and frees the text encoders, then makes the panels it is sent. It never touches the
+run folder: jobs arrive with their reference images' bytes and results go back as
+``PanelResult``s (PIL images pickle), which only the driver commits. When Ray restarts a worker
+that died, ``__init__`` runs again with the same arguments and the next panel loads the models
+again, so a retried panel needs nothing from the dead process.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from ipprompt.backends.factory import MachineOptions
+from ipprompt.dvp.layout import RefImage
+from ipprompt.errors import IppromptError
+from ipprompt.plan import PanelJob
+from ipprompt.progress import WorkerState
+from ipprompt.scoring import Scorer
+from ipprompt.story import Generation
+
+STEP_REPORT_S = 0.5  # denoising steps are reported at most this often (they can be ~10 ms apart)
+
+
+class ProgressBoard:
+    """The latest state of every worker, and notes they want shown; the driver polls it."""
+
+    def __init__(self) -> None:
+        self.states: dict[int, WorkerState] = {}
+        self.notes: list[str] = []
+
+    def post(self, state: WorkerState) -> None:
+        self.states[state.slot] = state
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def read(self) -> tuple[dict[int, WorkerState], list[str]]:
+        """Every worker's state, and the notes posted since the last read."""
+        notes, self.notes = self.notes, []
+        return dict(self.states), notes
+
+
+class _Reporter:
+    """The search's progress inside a worker, posted to the board (fire and forget)."""
+
+    def __init__(self, worker: "PanelWorker", panel: int) -> None:
+        self.worker = worker
+        self.panel = panel
+        self.done = self.total = self.steps = 0
+        self._last = 0.0
+
+    def _post(self, force: bool = True) -> None:
+        now = time.monotonic()
+        if force or now - self._last >= STEP_REPORT_S:
+            self._last = now
+            doing = f"panel {self.panel}: candidate {min(self.done + 1, self.total)}/{self.total}, step {self.steps}"
+            self.worker.post(doing, self.panel, self.done, self.total)
+
+    def candidates_added(self, n: int, steps: int = 0) -> None:
+        self.total += n
+        self._post()
+
+    def candidate_done(self) -> None:
+        self.done += 1
+        self._post()
+
+    def step(self) -> None:
+        self.steps += 1
+        self._post(force=False)
+
+
+class PanelWorker:
+    """A Ray actor's body: one generator on one GPU (or a share of a CPU-only machine)."""
+
+    def __init__(self, slot: int, settings: Generation, machine: MachineOptions, texts: Sequence[str], use_encoder: bool, board: str | None) -> None:
+        self.slot = slot
+        self.settings = settings
+        self.machine = machine
+        self.texts = list(dict.fromkeys(texts))
+        self.use_encoder = use_encoder
+        self.board_name = board  # the board is found by name: a handle argument would pin the
+        self.board: Any = None  # actor's restart to an object-store entry (Ray issue 53727)
+        self.node = socket.gethostname()
+        self.backend: Any = None
+        self.scorer: Scorer | None = None
+        self.known: dict[str, np.ndarray] = {}  # reference embeddings the driver sent (theme cache)
+        self.post("started")
+
+    def _board(self) -> Any:
+        if self.board is None and self.board_name is not None:
+            import ray
+
+            try:
+                self.board = ray.get_actor(self.board_name)
+            except ValueError:  # not registered yet (or the driver is gone): report next time
+                pass
+        return self.board
+
+    def post(self, doing: str, panel: int | None = None, done: int = 0, total: int = 0) -> None:
+        board = self._board()
+        if board is not None:
+            board.post.remote(WorkerState(self.slot, self.node, os.getpid(), doing, panel, done, total))
+
+    def note(self, text: str) -> None:
+        board = self._board()
+        if board is not None:
+            board.note.remote(f"worker {self.slot + 1} ({self.node}): {text}")
+
+    def _device(self) -> str:
+        import ray
+
+        return "cuda" if ray.get_gpu_ids() else "cpu"  # Ray shows each GPU worker only its own GPU
+
+    def load(self) -> dict[str, Any]:
+        """Load the generator and CLIP once, encode the run's prompts, free the text encoders."""
+        if self.backend is None:
+            from ipprompt.backends.factory import create_backend, create_encoder
+            from ipprompt.execute import out_of_memory_is_a_user_error
+
+            self.post("loading the model")
+            machine = replace(self.machine, device=self._device())
+            with out_of_memory_is_a_user_error(f"loading the model on {self.node}"):
+                backend = create_backend(self.settings, machine, self.note)
+            encoder = None
+            if self.use_encoder:
+                encoder = create_encoder(self.settings, self.note)
+                if encoder is None:
+                    raise IppromptError(
+                        f"Worker {self.slot + 1} on {self.node} cannot load the CLIP model '{self.settings.encoder}' the driver uses.",
+                        "Every node needs the same models: a local folder at the same path, or the Hugging Face cache.",
+                    )
+            self.post("encoding the prompts")
+            with out_of_memory_is_a_user_error(f"encoding the prompts on {self.node}"):
+                backend.encode_texts(self.texts)
+                backend.release_text_encoders()
+            self.scorer = Scorer(encoder, self._reference_embeddings) if encoder is not None else Scorer(None)
+            self.backend = backend
+            self.post("idle")
+        return {"node": self.node, "pid": os.getpid(), **self.backend.stats()}
+
+    def _reference_embeddings(self, refs: Sequence[RefImage]) -> np.ndarray:
+        """The driver's theme embeddings where it sent them (as a local run uses), else encode."""
+        others = [r for r in refs if r.sha256 not in self.known]
+        if others:
+            assert self.scorer is not None and self.scorer.encoder is not None
+            for ref, vec in zip(others, self.scorer.encoder.embed_images([r.open() for r in others])):
+                self.known[ref.sha256] = np.asarray(vec, dtype=np.float32)
+        return np.stack([self.known[r.sha256] for r in refs])
+
+    def make(self, job: PanelJob, embeddings: dict[str, np.ndarray]) -> Any:
+        """Make one panel; returns its ``PanelResult``."""
+        from ipprompt.execute import execute
+
+        self.load()
+        self.known.update(embeddings)
+        reporter = _Reporter(self, job.number)
+        self.backend.on_step = reporter.step
+        self.post(f"panel {job.number}: starting", job.number)
+        assert self.scorer is not None
+        result = execute(job, self.backend, self.scorer, reporter)
+        result.machine = {**result.machine, "node": self.node}
+        self.post("idle")
+        return result
+
