@@ -120,8 +120,12 @@ def describe_run(manifest: RunManifest, story: Story, settings: Generation, libr
     total = len(story.panels)
     for n in range(1, total + 1):
         old = manifest.panel(n)
-        overlay = overlay_of(story, n)
-        manifest.set_panel(old.model_copy(update=overlay_fields(overlay)) if old else pending_entry(n, overlay))
+        overlay = overlay_of(story, n, settings)
+        if old is None:
+            manifest.set_panel(pending_entry(n, overlay))
+        else:
+            # A made panel keeps the shape it was drawn with; a pending one takes the story's.
+            manifest.set_panel(old.model_copy(update={**overlay_fields(overlay), **({} if old.done else {"shape": overlay.shape})}))
     manifest.panels = [p for p in manifest.panels if p.number <= total]
 
 

@@ -243,6 +243,7 @@ class RunFolder:
                 description=job.description,
                 seed=job.seed,
                 reroll=job.reroll,
+                shape=job.shape,
                 elements=[
                     ElementEntry(kind=e.kind, text=e.text, source=e.source, label=e.label, refs=[self._ref_entry(r) for r in refs])
                     for e, refs in zip(job.elements, job.ranked)
@@ -268,7 +269,7 @@ class RunFolder:
 
 def pending_entry(number: int, overlay: "Overlay") -> PanelEntry:
     """A panel not made (yet): only the story's text, which the storyboard shows in its frame."""
-    return PanelEntry(number=number, status="pending", **overlay_fields(overlay))
+    return PanelEntry(number=number, status="pending", shape=overlay.shape, **overlay_fields(overlay))
 
 
 def overlay_fields(overlay: "Overlay") -> dict[str, object]:

@@ -33,6 +33,7 @@ def run(
     continuity: Optional[bool] = typer.Option(None, "--continuity/--no-continuity", help="Use the previous panel as a reference."),
     tile: Optional[int] = typer.Option(None, help="Pixels per grid cell (multiple of 16, 256-1024)."),
     grid: Optional[int] = typer.Option(None, help="Cells per side: 2 or 3."),
+    shape: Optional[str] = typer.Option(None, help="Panels' shape where the story sets none: square, wide (2:1) or tall (1:2)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     offload: str = typer.Option("none", help="none, model (24 GB cards) or sequential (least memory, slowest)."),
     quantize: str = typer.Option("none", help="none, fp8 (half the transformer memory, any GPU) or nf4 (bitsandbytes, CUDA)."),
@@ -64,7 +65,7 @@ def run(
             device=device, offload=offload, quantize=quantize, vae_tiling=vae_tiling, compile=compile, attention=attention,
             backend=backend, model=model, encoder=encoder, candidates=candidates, steps=steps, seed=seed,
             rounds=rounds, search=search, preview_step=preview_step, keep=keep, continuity=continuity,
-            tile=tile, grid=grid,
+            tile=tile, grid=grid, shape=shape,
         )
     except IppromptError as error:
         progress.close()
