@@ -44,6 +44,7 @@ class RunResult:
     generated: list[int] = field(default_factory=list)
     reused: list[int] = field(default_factory=list)
     storyboard: Path | None = None
+    finished: list[int] = field(default_factory=list)  # kept panels whose picked preview this run finished
 
 
 def parse_panel_selection(text: str, total: int) -> list[int]:
@@ -197,4 +198,4 @@ def run_story(
     from ipprompt.render import render_storyboard
 
     storyboard = render_storyboard(folder.root)
-    return RunResult(folder.root, read_manifest(folder.root), outcome.generated, outcome.reused, storyboard)
+    return RunResult(folder.root, read_manifest(folder.root), outcome.generated, outcome.reused, storyboard, outcome.finished)

@@ -110,3 +110,8 @@ def open_(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run fol
 from ipprompt.cli.story_run import run  # noqa: E402  (registered on this app, kept in its own module)
 
 app.command("run")(run)
+
+from ipprompt.cli.story_pick import history, pick  # noqa: E402  (registered on this app, kept in its own module)
+
+app.command("pick")(pick)
+app.command("history")(history)
