@@ -35,6 +35,7 @@ class FinishedPick:
     steps_run: int
     nfe: int
     seconds: float
+    shape: str = "square"
 
 
 def arrangement_of(job: PanelJob, candidate: CandidateEntry) -> Arrangement:
@@ -85,4 +86,4 @@ def finish_pick(
     scores = scorer.score(cell, job.description or job.text, tuple(e.text for e in job.elements), arrangement, spec)
     if progress is not None:
         progress.candidate_done()
-    return FinishedPick(index, cell, scores, handle.step, backend.nfe - nfe_before, round(time.perf_counter() - started, 3))
+    return FinishedPick(index, cell, scores, handle.step, backend.nfe - nfe_before, round(time.perf_counter() - started, 3), job.shape)

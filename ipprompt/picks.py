@@ -77,11 +77,17 @@ def _change_panel(run_dir: Path, number: int, change: Callable[[RunFolder, Panel
     return result["entry"]
 
 
-def _show(folder: RunFolder, entry: PanelEntry, source: Path) -> None:
-    """Make ``source`` the panel image, keeping the image it replaces (see ``keep_current_image``)."""
+def _show(folder: RunFolder, entry: PanelEntry, source: Path) -> str:
+    """Make ``source`` the panel image, keeping the image it replaces (see ``keep_current_image``).
+
+    Returns the shape of the image now shown: an earlier image may have another shape than the
+    panel's candidates, and the storyboard frames the panel by it.
+    """
     data = source.read_bytes()
     folder.keep_current_image(entry)
     atomic_write_bytes(folder.panel_image(entry.number), data)
+    width, height = _size(source)
+    return shape_of(width, height) if width and height else entry.shape
 
 
 def pick(run_dir: str | Path, number: int, candidate: int) -> PanelEntry:
@@ -104,8 +110,8 @@ def pick(run_dir: str | Path, number: int, candidate: int) -> PanelEntry:
         if cand.finished and not cand.pruned:
             if image is None or not image.is_file():
                 raise IppromptError(f"Candidate {candidate} of panel {number} has no image file ({cand.image}).", "Run the panel again with --force.")
-            _show(folder, entry, image)
-            return _with_chosen(entry, candidate, picked_by="author", picked_from_history=None, pick_to_finish=None)
+            shape = _show(folder, entry, image)
+            return _with_chosen(entry, candidate, picked_by="author", picked_from_history=None, pick_to_finish=None, shape=shape)
         if not cand.arrangement.cells:
             raise IppromptError(f"Candidate {candidate} of panel {number} has no recorded arrangement, so it cannot be finished.", "Pick a finished candidate.")
         return entry.model_copy(update={"pick_to_finish": candidate})
@@ -122,8 +128,8 @@ def pick_auto(run_dir: str | Path, number: int) -> PanelEntry:
         image = folder.root / cand.image if cand is not None and cand.image else None
         if image is None or not image.is_file():
             raise IppromptError(f"Panel {number}: the scorer's choice has no image file.", "Run the panel again with --force.")
-        _show(folder, entry, image)
-        return _with_chosen(entry, choice, picked_by="scorer", picked_from_history=None, pick_to_finish=None)
+        shape = _show(folder, entry, image)
+        return _with_chosen(entry, choice, picked_by="scorer", picked_from_history=None, pick_to_finish=None, shape=shape)
 
     return _change_panel(Path(run_dir), number, change)
 
@@ -172,8 +178,7 @@ def restore(run_dir: str | Path, number: int, name: str) -> PanelEntry:
         )
 
     def change(folder: RunFolder, entry: PanelEntry) -> PanelEntry:
-        _show(folder, entry, found.path)
-        shape = shape_of(found.width, found.height) if found.width and found.height else entry.shape
+        shape = _show(folder, entry, found.path)
         return _with_chosen(entry, None, picked_by="author", picked_from_history=found.name, pick_to_finish=None, shape=shape)
 
     return _change_panel(run_dir, number, change)

@@ -333,6 +333,7 @@ class RunFolder:
                 picked_by="author",
                 picked_from_history=None,
                 pick_to_finish=None,
+                shape=finished.shape,
                 nfe=entry.nfe + finished.nfe,
                 seconds=round(entry.seconds + finished.seconds, 3),
             ))

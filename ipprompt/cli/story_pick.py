@@ -50,7 +50,7 @@ def pick(
             said = f"Panel {panel} shows the scorer's choice again (candidate #{entry.chosen})."
         elif from_history is not None:
             entry = picks.restore(run_dir, panel, from_history)
-            said = f"Panel {panel} shows {entry.picked_from_history} again; the image it replaced is in history/."
+            said = f"Panel {panel} shows {entry.picked_from_history} again; the image it replaced is kept (with its candidate, or in history/)."
         else:
             assert candidate is not None
             entry = picks.pick(run_dir, panel, candidate)
