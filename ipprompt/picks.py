@@ -77,14 +77,16 @@ def _change_panel(run_dir: Path, number: int, change: Callable[[RunFolder, Panel
     return result["entry"]
 
 
-def _show(folder: RunFolder, entry: PanelEntry, source: Path) -> str:
+def _show(folder: RunFolder, entry: PanelEntry, source: Path, *, to_history: bool = False) -> str:
     """Make ``source`` the panel image, keeping the image it replaces (see ``keep_current_image``).
 
-    Returns the shape of the image now shown: an earlier image may have another shape than the
+    ``to_history`` (bringing back an earlier image): the current image goes to ``history/`` even
+    when a candidate holds the same pixels, so the history lists it to flip back to. Returns the
+    shape of the image now shown: an earlier image may have another shape than the
     panel's candidates, and the storyboard frames the panel by it.
     """
     data = source.read_bytes()
-    folder.keep_current_image(entry)
+    folder.keep_current_image(entry, candidates_count=not to_history)
     atomic_write_bytes(folder.panel_image(entry.number), data)
     width, height = _size(source)
     return shape_of(width, height) if width and height else entry.shape
@@ -178,7 +180,7 @@ def restore(run_dir: str | Path, number: int, name: str) -> PanelEntry:
         )
 
     def change(folder: RunFolder, entry: PanelEntry) -> PanelEntry:
-        shape = _show(folder, entry, found.path)
+        shape = _show(folder, entry, found.path, to_history=True)
         return _with_chosen(entry, None, picked_by="author", picked_from_history=found.name, pick_to_finish=None, shape=shape)
 
     return _change_panel(run_dir, number, change)

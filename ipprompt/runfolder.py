@@ -203,17 +203,18 @@ class RunFolder:
         """The panel's own record beside its files (what a damaged manifest is rebuilt from)."""
         atomic_write_text(self.panel_dir(entry.number) / PANEL_RECORD, entry.model_dump_json(indent=1))
 
-    def keep_current_image(self, entry: PanelEntry) -> Path | None:
+    def keep_current_image(self, entry: PanelEntry, *, candidates_count: bool = True) -> Path | None:
         """Before the panel image is replaced: copy it to ``history/`` unless a copy exists already.
 
-        A candidate's own file or an earlier history file with the same bytes is a copy, so a pick
-        adds nothing to history; an image found nowhere else is kept, so nothing is ever lost.
+        An earlier history file with the same bytes is a copy, and so (``candidates_count``) is a
+        candidate's own file: picking between candidates adds nothing to history, while an image
+        found nowhere else is kept, so nothing is ever lost.
         """
         image = self.panel_image(entry.number)
         if not image.is_file():
             return None
         data = image.read_bytes()
-        copies = [self.root / c.image for c in entry.candidates if c.image] + sorted(self.history_dir().glob(f"{entry.number:02d}-*.png"))
+        copies = [self.root / c.image for c in entry.candidates if c.image and candidates_count] + sorted(self.history_dir().glob(f"{entry.number:02d}-*.png"))
         if any(p.is_file() and p.stat().st_size == len(data) and p.read_bytes() == data for p in copies):
             return None
         dest = self.history_path(entry.number, entry.key or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S"))
