@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import io
 import importlib.resources
-import mimetypes
 import os
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -146,40 +145,60 @@ INLINE_MAX_BYTES = 64 * 1024
 INLINE_MAX_SIDE = 768
 
 
-def _inline_bytes(path: Path) -> tuple[str, bytes]:
-    """A file's bytes for a data URI; big images become JPEG at most 768 px on a side.
+def _inline_bytes(run_dir: Path, path: Path) -> tuple[str, bytes] | None:
+    """A run image's bytes for a data URI, or None when the file must not be inlined.
 
-    A default run holds dozens of 1536 px grid PNGs: inlined as they are, a single-file page
-    weighs tens of MB. Re-encoded, it stays a page one can mail, and every image still reads.
+    A single-file page is meant to be sent to others, so it must carry only the run's own
+    pictures: a link in the run folder (to ``/etc/passwd``, to ``~/.ssh``) or a text file named
+    ``.png`` is treated as missing. Inlined are regular files, reached through no link inside the
+    run folder, lying inside it once resolved, that Pillow recognises as images (header only).
+    Big images become JPEG at most 768 px on a side: a default run holds dozens of 1536 px grids,
+    and inlined as they are, the page would weigh tens of MB.
     """
-    data = path.read_bytes()
-    mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    if len(data) <= INLINE_MAX_BYTES or not mime.startswith("image/"):
+    import stat
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        root = run_dir.resolve()
+        current = run_dir
+        for part in path.relative_to(run_dir).parts:
+            current = current / part
+            if current.is_symlink():
+                return None
+        if root not in path.resolve(strict=True).parents or not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data)) as probe:
+            mime = Image.MIME.get(probe.format or "", "")
+    except (OSError, RuntimeError, ValueError, UnidentifiedImageError):
+        return None
+    if not mime.startswith("image/"):
+        return None
+    if len(data) <= INLINE_MAX_BYTES:
         return mime, data
     try:
-        from PIL import Image
-
         with Image.open(io.BytesIO(data)) as im:
             im = im.convert("RGB")
             im.thumbnail((INLINE_MAX_SIDE, INLINE_MAX_SIDE))
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=88)
-    except OSError:
+    except (OSError, ValueError, Image.DecompressionBombError):
         return mime, data
     return "image/jpeg", buf.getvalue()
 
 
 def data_urls(run_dir: Path) -> UrlFor:
     """Data URIs, each file encoded once however often it appears (reference thumbs repeat)."""
-    cache: dict[Path, str] = {}
+    cache: dict[Path, str | None] = {}
 
     def url(rel: Any) -> str | None:
         path = _safe_relative(run_dir, rel)
         if path is None:
             return None
         if path not in cache:
-            mime, data = _inline_bytes(path)
-            cache[path] = f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
+            inlined = _inline_bytes(run_dir, path)
+            cache[path] = None if inlined is None else f"data:{inlined[0]};base64," + base64.b64encode(inlined[1]).decode("ascii")
         return cache[path]
 
     return url

@@ -89,6 +89,8 @@ def open_theme(story: Story, encoder: Any | None, progress: RunProgress) -> Any:
     from ipprompt.theme.library import ThemeLibrary
 
     library = ThemeLibrary.open(story.doc.theme, encoder, relative_to=story.folder, progress=progress.indexing)
+    for note in library.sync_report.notes:
+        progress.note(note)
     for refusal in library.sync_report.refused:
         progress.note(f"skipped theme file {refusal.line()}")
     if len(library) < MIN_THEME_IMAGES:

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ipprompt.errors import IppromptError
+from ipprompt.tomllines import LineIndex
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -215,53 +216,6 @@ def _key_path(loc: tuple[Any, ...]) -> str:
     return text
 
 
-class _LineIndex:
-    """Best-effort map from a key path to the line that wrote it.
-
-    tomllib gives no positions, so we scan the text: table headers tell which table a line is in,
-    and ``key =`` lines inside that table give the line. Good enough to point a writer at the spot.
-    """
-
-    _header = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
-    _key = re.compile(r"^\s*([A-Za-z0-9_\-\"'.]+)\s*=")
-
-    def __init__(self, text: str) -> None:
-        self.entries: list[tuple[tuple[str, ...], int]] = []  # (table path, line) for every key line
-        self.headers: list[tuple[tuple[str, ...], int]] = []
-        table: list[str] = []
-        array_counts: dict[str, int] = {}
-        for number, line in enumerate(text.splitlines(), start=1):
-            m = self._header.match(line)
-            if m:
-                parts = tuple(p.strip().strip('"').strip("'") for p in m.group(2).split("."))
-                if m.group(1) == "[[":
-                    name = ".".join(parts)
-                    index = array_counts.get(name, 0)
-                    array_counts[name] = index + 1
-                    table = (*parts, str(index))
-                else:
-                    table = parts
-                self.headers.append((table, number))
-                continue
-            k = self._key.match(line)
-            if k:
-                keys = tuple(p.strip('"').strip("'") for p in k.group(1).split("."))
-                self.entries.append(((*table, *keys), number))
-
-    def line_of(self, loc: tuple[Any, ...]) -> int | None:
-        path = tuple(str(p) for p in loc)
-        # Longest prefix of the path that some key line or header wrote.
-        for cut in range(len(path), 0, -1):
-            prefix = path[:cut]
-            for written, number in self.entries:
-                if written[:cut] == prefix and len(written) >= cut:
-                    return number
-            for header, number in self.headers:
-                if header == prefix:
-                    return number
-        return None
-
-
 # --------------------------------------------------------------------------- loading
 
 
@@ -274,7 +228,16 @@ def _did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
     return ""
 
 
-def _pydantic_problems(error: ValidationError, lines: _LineIndex) -> list[Problem]:
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr`` of a value a user wrote, cut short: a pasted table must not flood the error."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"a deeply nested {type(value).__name__}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _pydantic_problems(error: ValidationError, lines: LineIndex) -> list[Problem]:
     problems: list[Problem] = []
     for e in error.errors():
         loc = tuple(e["loc"])
@@ -291,7 +254,7 @@ def _pydantic_problems(error: ValidationError, lines: _LineIndex) -> list[Proble
         elif kind == "literal_error":
             expected = e.get("ctx", {}).get("expected", "")
             got = e.get("input")
-            msg = f"{got!r} is not allowed; expected {expected}"
+            msg = f"{_short(got)} is not allowed; expected {expected}"
             options = re.findall(r"'([^']+)'", str(expected))
             if isinstance(got, str) and options:
                 hint = _did_you_mean(got, options)
@@ -303,14 +266,14 @@ def _pydantic_problems(error: ValidationError, lines: _LineIndex) -> list[Proble
             got = e.get("input")
             expected = kind.replace("_type", "").replace("model", "table").replace("dict", "table")
             expected = {"tuple": "list", "string": "string", "int": "integer", "float": "number", "bool": "true or false"}.get(expected, expected)
-            msg = f"expected {expected}, got {type(got).__name__} {got!r}"
+            msg = f"expected {expected}, got {type(got).__name__} {_short(got)}"
             if isinstance(got, str) and expected in ("integer", "number") and re.fullmatch(r"-?\d+(\.\d+)?", got):
                 msg += f" (write {got} without quotes)"
         elif kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
             ctx = e.get("ctx", {})
             bound = {"greater_than_equal": "at least", "less_than_equal": "at most", "greater_than": "more than", "less_than": "less than"}[kind]
             limit = next(iter(ctx.values()), "?")
-            msg = f"must be {bound} {limit} (got {e.get('input')!r})"
+            msg = f"must be {bound} {limit} (got {_short(e.get('input'))})"
         elif kind in ("too_short", "string_too_short"):
             msg = "must not be empty" if not e.get("input") else e["msg"].lower()
         else:
@@ -320,19 +283,40 @@ def _pydantic_problems(error: ValidationError, lines: _LineIndex) -> list[Proble
 
 
 def _unreadable_image(path: Path) -> str | None:
-    """Why a pinned reference cannot be used, or None when Pillow decodes it fully."""
-    from PIL import Image
+    """Why a pinned reference cannot be used, or None when it opens as theme images do.
+
+    The same opener and limits as theme images (``ipprompt.images``): a reference that passes the
+    check here is one the run can use.
+    """
+    from ipprompt.images import ImageRejected, open_image
 
     try:
-        with Image.open(path) as im:
-            im.load()
-    except Exception as exc:  # Pillow raises many types for corrupt files
-        return str(exc).splitlines()[0][:120] or type(exc).__name__
+        open_image(path)
+    except ImageRejected as rejected:
+        return rejected.reason
     return None
 
 
-def _reference_problems(doc: StoryDocument, folder: Path, lines: _LineIndex) -> list[Problem]:
+def _theme_problem(doc: StoryDocument, folder: Path, lines: LineIndex) -> Problem | None:
+    """``theme = "/"`` or a system folder, found before anything walks it (a missing theme is
+    reported by the commands that open it, with the places they looked)."""
+    from ipprompt.paths import resolve_theme_path
+    from ipprompt.theme.folders import unsafe_reason
+
+    try:
+        theme = resolve_theme_path(doc.theme, relative_to=folder)
+    except IppromptError:
+        return None
+    reason = unsafe_reason(theme)
+    if reason is None:
+        return None
+    return Problem("theme", f"cannot use {theme} as a theme folder: it is {reason}", lines.line_of(("theme",)))
+
+
+def _reference_problems(doc: StoryDocument, folder: Path, lines: LineIndex) -> list[Problem]:
     problems: list[Problem] = []
+    if (theme_problem := _theme_problem(doc, folder, lines)) is not None:
+        problems.append(theme_problem)
     char_ids = list(doc.characters)
     scene_ids = list(doc.scenes)
 
@@ -364,10 +348,16 @@ def _reference_problems(doc: StoryDocument, folder: Path, lines: _LineIndex) -> 
     return problems
 
 
+_TOO_DEEP = "arrays or tables nested too deeply to read; a story needs at most a few levels"
+
+
 def parse_story(text: str, path: Path) -> Story:
     """Validate story ``text`` as if read from ``path``; raise StoryError listing every problem."""
+    text = text.removeprefix("\ufeff")  # a byte-order mark some Windows editors write
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise StoryError(path, [Problem("", _TOO_DEEP)]) from None
     except tomllib.TOMLDecodeError as exc:
         line = getattr(exc, "lineno", None)
         col = getattr(exc, "colno", None)
@@ -378,11 +368,17 @@ def parse_story(text: str, path: Path) -> Story:
                 line, col = int(m.group(1)), int(m.group(2))
             msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         raise StoryError(path, [Problem("", f"TOML syntax error: {msg}", line, col)]) from None
-    lines = _LineIndex(text)
+    lines = LineIndex(text)
     try:
         doc = StoryDocument.model_validate(data)
     except ValidationError as exc:
-        raise StoryError(path, _pydantic_problems(exc, lines)) from None
+        try:
+            problems = _pydantic_problems(exc, lines)
+        except RecursionError:
+            problems = [Problem("", _TOO_DEEP)]
+        raise StoryError(path, problems) from None
+    except RecursionError:
+        raise StoryError(path, [Problem("", _TOO_DEEP)]) from None
     problems = _reference_problems(doc, path.parent, lines)
     if problems:
         raise StoryError(path, problems)
@@ -393,7 +389,7 @@ def load_story(path: str | Path) -> Story:
     """Read and validate a story file; the one entry point for stories."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise IppromptError(f"Story file not found: {path}", "Check the path; example: stories/lighthouse.toml") from None
     except IsADirectoryError:

@@ -61,10 +61,7 @@ def page_layouts(shapes: list[str]) -> dict[int, list[dict[str, int]]]:
 
     The storyboard is one long page, so the rule gets rows enough for every panel.
     """
-    try:
-        from ipprompt.pagelayout import layout_panels
-    except ImportError:  # TEMPORARY until the shared rule is merged
-        return {}
+    from ipprompt.pagelayout import layout_panels
 
     rows = max(1, 2 * len(shapes))
     out: dict[int, list[dict[str, int]]] = {}

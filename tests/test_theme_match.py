@@ -13,7 +13,7 @@ from ipprompt.clip import ClipEncoder, load_encoder_or_none
 from ipprompt.errors import ModelUnavailable
 from ipprompt.theme import ThemeLibrary, rank_matches, sha_tie_rank
 from ipprompt.theme.lexical import LexicalIndex, stem, terms
-from ipprompt.theme.importer import load_image
+from ipprompt.images import open_image
 from test_theme_helpers import copy_example_theme, make_images, make_picture
 
 
@@ -170,8 +170,8 @@ def test_library_embeddings_match_the_files(tmp_path: Path, encoder: ClipEncoder
     make_images(folder, 3)
     with ThemeLibrary.open(folder, encoder) as library:
         image = library.images[1]
-        direct = encoder.embed_images([load_image(image.path)])
-        np.testing.assert_allclose(library.embed_images([load_image(image.path)]), direct, rtol=1e-5)
+        direct = encoder.embed_images([open_image(image.path)])
+        np.testing.assert_allclose(library.embed_images([open_image(image.path)]), direct, rtol=1e-5)
         np.testing.assert_allclose(library.embeddings_for([image.sha256]), direct, rtol=1e-4, atol=1e-5)
         with pytest.raises(KeyError):
             library.embeddings_for(["0" * 64])

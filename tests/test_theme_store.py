@@ -21,7 +21,7 @@ from ipprompt.clip import ClipEncoder
 from ipprompt.errors import IppromptError
 from ipprompt.theme import ThemeLibrary
 from ipprompt.theme.config import read_config
-from ipprompt.theme.importer import load_image
+from ipprompt.images import open_image
 from test_theme_helpers import make_bad_files, make_images, make_picture
 
 
@@ -54,7 +54,7 @@ def test_adding_30_images_twice_adds_them_once_and_reopening_encodes_nothing(
     # The stored vector is the encoder's embedding of the picture on disk.
     original = reopened.images[0]
     np.testing.assert_allclose(
-        vectors[0], encoder.embed_images([load_image(original.path)])[0], rtol=1e-4, atol=1e-5
+        vectors[0], encoder.embed_images([open_image(original.path)])[0], rtol=1e-4, atol=1e-5
     )
     captions = {image.caption for image in reopened.images}
     assert "a red picture number 0" in captions and len(sources) == 30
@@ -94,7 +94,7 @@ def test_bad_files_are_refused_one_by_one_and_cmyk_is_accepted_as_rgb(tmp_path: 
     assert set(added) == {good[0].name, good[1].name, "print.jpg"}
     cmyk = added["print.jpg"]
     assert (cmyk.width, cmyk.height) == (60, 40)
-    assert load_image(cmyk.path).mode == "RGB"
+    assert open_image(cmyk.path).mode == "RGB"
     assert report.summary() == "3 added, 0 duplicates, 3 refused"
 
 
@@ -110,7 +110,7 @@ def test_exif_orientation_and_transparency_are_applied(tmp_path: Path) -> None:
     sizes = {Path(i.original_path).name: (i.width, i.height) for i in report.added}
     assert sizes == {"phone.jpg": (40, 80), "clear.png": (10, 10)}
     transparent = next(i for i in report.added if i.original_path.endswith("clear.png"))
-    assert load_image(transparent.path).getpixel((5, 5)) == (255, 255, 255)
+    assert open_image(transparent.path).getpixel((5, 5)) == (255, 255, 255)
 
 
 def test_sidecar_captions_explicit_caption_and_tags(tmp_path: Path) -> None:

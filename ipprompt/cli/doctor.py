@@ -6,6 +6,7 @@ import os
 import platform
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ipprompt.cli.console import console
@@ -73,8 +74,8 @@ def doctor(
     table.add_column("result")
     table.add_row("ipprompt", ipprompt.__version__)
     table.add_row("python", platform.python_version())
-    table.add_row("torch", torch.__version__)
-    table.add_row("diffusers / transformers", f"{diffusers.__version__} / {transformers.__version__}")
+    table.add_row("torch", escape(str(torch.__version__)))
+    table.add_row("diffusers / transformers", escape(f"{diffusers.__version__} / {transformers.__version__}"))
     cuda = torch.cuda.is_available()
     if cuda:
         cuda_text = f"{torch.version.cuda} (available)"
@@ -82,18 +83,20 @@ def doctor(
         cuda_text = f"torch built for CUDA {torch.version.cuda}, but no GPU is visible (driver? CUDA_VISIBLE_DEVICES?)"
     else:
         cuda_text = "CPU-only build of torch"
-    table.add_row("CUDA", cuda_text)
+    table.add_row("CUDA", escape(cuda_text))
     best_free: int | None = None
     if cuda:
         for i in range(torch.cuda.device_count()):
             free, total = torch.cuda.mem_get_info(i)
             best_free = max(best_free or 0, free)
-            table.add_row(f"GPU {i}", f"{torch.cuda.get_device_name(i)}: {free / GiB:.1f} GiB free of {total / GiB:.1f} GiB")
+            name = torch.cuda.get_device_name(i)
+            table.add_row(f"GPU {i}", escape(f"{name}: {free / GiB:.1f} GiB free of {total / GiB:.1f} GiB"))
     else:
         table.add_row("GPU", "none found")
     table.add_row("suggested memory mode", suggest_memory_mode(best_free))
-    table.add_row(f"model {model}", _in_cache(model))
-    table.add_row(f"encoder {encoder}", _in_cache(encoder))
-    table.add_row("Hugging Face token", _token())
-    table.add_row("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "not set"))
+    # Model ids, paths and environment values are the user's text: escaped, so "[/]" prints as is.
+    table.add_row(escape(f"model {model}"), escape(_in_cache(model)))
+    table.add_row(escape(f"encoder {encoder}"), escape(_in_cache(encoder)))
+    table.add_row("Hugging Face token", escape(_token()))
+    table.add_row("HF_HUB_OFFLINE", escape(os.environ.get("HF_HUB_OFFLINE", "not set")))
     console.print(table)

@@ -57,8 +57,8 @@ def check(story_path: Path = typer.Argument(..., metavar="STORY", help="The stor
     table.add_row("scenes", escape(", ".join(story.scenes)) or "none")
     table.add_row("theme", escape(f"{theme} ({len(images)} images)"))
     table.add_row("generation", f"{g.backend}, {g.grid}x{g.grid} x {g.tile}px, {g.steps} steps, {g.candidates} candidates, search {g.search}")
-    table.add_row("model", g.model)
-    table.add_row("encoder", g.encoder)
+    table.add_row("model", escape(g.model))
+    table.add_row("encoder", escape(g.encoder))
     console.print(table)
     console.print("[green]Story is valid.[/]")
 
@@ -102,14 +102,18 @@ def open_(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run fol
     except webbrowser.Error:
         opened = False
     if not opened:
-        console.print(f"No browser found. The storyboard is at: {path.resolve()}")
+        console.print(f"No browser found. The storyboard is at: {path.resolve()}", markup=False)
     else:
-        console.print(f"Opened {path.resolve()}")
+        console.print(f"Opened {path.resolve()}", markup=False)
 
 
 from ipprompt.cli.story_run import run  # noqa: E402  (registered on this app, kept in its own module)
 
 app.command("run")(run)
+
+from ipprompt.cli.export import export  # noqa: E402
+
+app.command("export")(export)
 
 from ipprompt.cli.story_pick import history, pick  # noqa: E402  (registered on this app, kept in its own module)
 

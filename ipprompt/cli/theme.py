@@ -95,6 +95,8 @@ def _size(image: ThemeImage) -> str:
 
 
 def _report_sync(library: ThemeLibrary) -> None:
+    for note in library.sync_report.notes:
+        err_console.print(f"[cyan]note:[/] {escape(note)}", highlight=False)
     for refusal in library.sync_report.refused:
         _warn(f"not indexed: {refusal.line()}")
 
@@ -169,7 +171,7 @@ def list_themes() -> None:
         console.print(f"No themes yet in {escape(str(root))}.", highlight=False)
         console.print("Create one with: ipprompt theme add NAME IMAGES...", highlight=False)
         return
-    table = Table(title=f"Themes in {root}", title_justify="left")
+    table = Table(title=escape(f"Themes in {root}"), title_justify="left")
     for column in ("Name", "Images", "Encoder", "Description"):
         table.add_column(column, justify="right" if column == "Images" else "left")
     for folder in folders:
@@ -201,7 +203,7 @@ def show(
         _report_sync(library)
         embedded = library.embedded_count(library.encoder_id)
         title = f"{library.name}: {len(library)} images, {embedded} encoded with {library.encoder_id}"
-        table = Table(title=title, caption=str(library.path), title_justify="left")
+        table = Table(title=escape(title), caption=escape(str(library.path)), title_justify="left")
         for column in ("SHA", "File", "Caption", "Tags", "Size"):
             table.add_column(column, overflow="fold")
         for image in library.images:
@@ -262,7 +264,7 @@ def search(
             typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
             return
         how = f"clip ({clip.model_id})" if clip is not None else "lexical (captions, tags, file names)"
-        table = Table(title=f"{library.name}: \"{text}\" - mode {how}", title_justify="left")
+        table = Table(title=escape(f"{library.name}: \"{text}\" - mode {how}"), title_justify="left")
         for column in ("#", "Score", "SHA", "File", "Caption"):
             table.add_column(column, overflow="fold")
         for rank, m in enumerate(found.refs, start=1):

@@ -133,16 +133,11 @@ class RefImage:
     data: bytes | None = field(default=None, compare=False, repr=False)
 
     def open(self) -> Image.Image:
-        """The reference as RGB pixels (from its bytes when it travelled, else from its file)."""
-        import io
+        """The reference as RGB pixels (from its bytes when it travelled, else from its file),
+        through the package's one image opener (size limits, modes, EXIF, transparency)."""
+        from ipprompt.images import open_image
 
-        from ipprompt.errors import IppromptError
-
-        try:
-            with Image.open(io.BytesIO(self.data) if self.data is not None else self.path) as im:
-                return ImageOps.exif_transpose(im).convert("RGB")
-        except (OSError, ValueError) as exc:
-            raise IppromptError(f"Cannot read reference image {self.path}: {exc}", "Replace or remove the file.") from None
+        return open_image(self.data if self.data is not None else self.path, name=str(self.path))
 
 
 @dataclass(frozen=True)

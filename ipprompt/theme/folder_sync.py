@@ -17,10 +17,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ipprompt.images import ImageRejected, open_image, read_image_bytes
 from ipprompt.theme.importer import (
     COPIES_DIR,
-    ImageRejected,
-    decode_image,
     sha256_hex,
     sidecar_caption,
     to_theme_image,
@@ -98,7 +97,7 @@ def sync_folder(store: ThemeStore, folder: Path) -> SyncReport:
     ignores: list[tuple[str, str, str, str]] = []
     for cand in candidates:
         try:
-            data = cand.path.read_bytes()
+            data = read_image_bytes(cand.path)
             digest = sha256_hex(data) if data else ""
             if cand.replaces is not None and digest == cand.replaces.sha256:
                 caption = sidecar_caption(cand.path) or ""
@@ -107,7 +106,7 @@ def sync_folder(store: ThemeStore, folder: Path) -> SyncReport:
             if cand.replaces is not None:
                 replaced.append(cand.replaces.sha256)
                 known.discard(cand.replaces.sha256)
-            image = decode_image(data)
+            image = open_image(data, name=str(cand.path))
         except ImageRejected as rejected:
             report.refused.append(Refusal(cand.path, rejected.reason))
             ignores.append((cand.file_name, cand.signature, IGNORED_REFUSED, rejected.reason))
@@ -148,4 +147,57 @@ def sync_folder(store: ThemeStore, folder: Path) -> SyncReport:
             if store.insert_image(row):
                 report.added.append(to_theme_image(folder, row))
     report.removed.extend(removed)
+    return report
+
+
+def rebuild_copies(store: ThemeStore, folder: Path) -> SyncReport:
+    """Index the copies in ``images/`` again, for a managed theme whose ``index.sqlite`` is gone.
+
+    Without this, deleting the index (the advice for a damaged one) made a theme look empty while
+    its pictures sat in ``images/``. Captions come from ``.txt`` sidecars next to the copies where
+    there are any; captions and tags given with ``theme add --caption/--tag`` lived only in the
+    index and are lost. Call on a freshly created index only: during a concurrent import a copy
+    exists a moment before its row, and that import would then count its picture as a duplicate.
+    """
+    report = SyncReport()
+    copies = folder / COPIES_DIR
+    if not copies.is_dir():
+        return report
+    rows: list[ImageRow] = []
+    seen: set[str] = set()
+    for path in walk_images(copies):
+        file_name = path.relative_to(folder).as_posix()
+        if not is_managed_copy(file_name):
+            continue
+        try:
+            data = read_image_bytes(path)
+            image = open_image(data, name=str(path))
+        except ImageRejected as rejected:
+            report.refused.append(Refusal(path, rejected.reason))
+            continue
+        digest = sha256_hex(data)
+        if digest in seen:
+            continue
+        seen.add(digest)
+        rows.append(
+            ImageRow(
+                sha256=digest,
+                file_name=file_name,
+                original_path=file_name,
+                caption=sidecar_caption(path) or "",
+                tags=(),
+                width=image.width,
+                height=image.height,
+                added_at=now_iso(),
+            )
+        )
+    with store.transaction():
+        for row in rows:
+            if store.insert_image(row):
+                report.added.append(to_theme_image(folder, row))
+    if report.added:
+        report.notes.append(
+            f"The theme index was missing: rebuilt it from {len(report.added)} picture(s) in "
+            f"{copies} (captions from .txt files beside them; tags given with --tag are lost)."
+        )
     return report

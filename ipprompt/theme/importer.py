@@ -3,7 +3,8 @@
 A theme is only as good as its images, and imports are where bad files show up: a zero-byte
 download, a text file renamed ``.png``, a half-copied PNG, a CMYK JPEG from a print workflow, a
 phone photo stored sideways with an EXIF rotation. Each file is judged on its own; a bad one is
-refused with one line naming it and the reason, and the import goes on with the rest.
+refused with one line naming it and the reason, and the import goes on with the rest. Finding the
+files is ``finding``'s job; opening them is ``ipprompt.images``' (the one image opener).
 
 Copies are content-addressed (``images/<first 16 hex of sha256><ext>``) from the *original bytes*,
 so the same picture imported twice, from anywhere, is recognised as a duplicate.
@@ -11,83 +12,34 @@ so the same picture imported twice, from anywhere, is recognised as a duplicate.
 
 from __future__ import annotations
 
-import glob
 import hashlib
-import io
-import os
-import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
-
 from ipprompt.atomic import atomic_write_bytes
+from ipprompt.images import ImageRejected, open_image, read_image_bytes
+from ipprompt.theme.finding import IMAGE_SUFFIXES, expand_sources, is_image_name, walk_images
 from ipprompt.theme.records import ImportReport, Refusal, ThemeImage
 from ipprompt.theme.store import ImageRow, ThemeStore, now_iso
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+__all__ = [
+    "COPIES_DIR",
+    "IMAGE_SUFFIXES",
+    "expand_sources",
+    "import_files",
+    "is_image_name",
+    "sha256_hex",
+    "sidecar_caption",
+    "to_theme_image",
+    "walk_images",
+]
+
 COPIES_DIR = "images"
-_GLOB_CHARS = frozenset("*?[")
-
-
-class ImageRejected(Exception):
-    """A file that cannot be used as a reference image; ``reason`` is shown to the user."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def sha256_hex(data: bytes) -> str:
     """The content id of an image: sha256 of its original file bytes."""
     return hashlib.sha256(data).hexdigest()
-
-
-def _flatten_to_rgb(image: Image.Image) -> Image.Image:
-    """RGB for the encoder and the canvas; transparent areas become white, not black.
-
-    ``convert("RGB")`` alone drops alpha and keeps whatever colour hides under transparent pixels
-    (often black), which would put black blobs into a visual prompt.
-    """
-    has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
-def decode_image(data: bytes) -> Image.Image:
-    """Decode file bytes into an upright RGB image, or raise ``ImageRejected`` saying why.
-
-    ``load()`` decodes all pixel data, so a truncated file is caught here and not later in the
-    middle of a run; EXIF orientation is applied so portrait photos are not used sideways.
-    """
-    if not data:
-        raise ImageRejected("empty file (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            image.load()
-            image = ImageOps.exif_transpose(image) or image
-            return _flatten_to_rgb(image)
-    except UnidentifiedImageError:
-        raise ImageRejected("not an image (format not recognised)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected(f"image too large to decode safely ({exc})") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
-        detail = str(exc) or type(exc).__name__
-        raise ImageRejected(f"corrupt or truncated image data ({detail})") from None
-
-
-def load_image(path: Path) -> Image.Image:
-    """Read and decode an image file (see :func:`decode_image`); unreadable files are rejected."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ImageRejected(f"cannot read file ({exc.strerror or exc})") from None
-    return decode_image(data)
 
 
 def sidecar_caption(image_path: Path) -> str | None:
@@ -98,54 +50,6 @@ def sidecar_caption(image_path: Path) -> str | None:
     except OSError:
         return None
     return " ".join(text.split()) or None
-
-
-def is_image_name(path: Path) -> bool:
-    """Whether a file found while walking a folder should be treated as an image."""
-    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-
-
-def walk_images(folder: Path, skip: Callable[[Path], bool] | None = None) -> list[Path]:
-    """Image files under ``folder`` (recursive, sorted, hidden files and folders left out)."""
-    found: list[Path] = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            path = Path(root) / name
-            if is_image_name(path) and not (skip and skip(path)):
-                found.append(path)
-    return found
-
-
-def expand_sources(sources: Iterable[str | Path]) -> tuple[list[Path], list[Refusal]]:
-    """Turn the user's PATH arguments (files, folders, globs) into a list of files.
-
-    Files named explicitly are always tried (and refused if they are not images); folders and
-    glob patterns contribute only files with an image extension, so sidecar ``.txt`` captions and
-    stray documents next to the images are not reported as bad images.
-    """
-    files: list[Path] = []
-    refusals: list[Refusal] = []
-    for source in sources:
-        text = str(source)
-        path = Path(text).expanduser()
-        if path.is_dir():
-            files.extend(walk_images(path))
-        elif path.is_file():
-            files.append(path)
-        elif _GLOB_CHARS & set(text):
-            matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True))
-            images = [m for m in matches if m.is_file() and is_image_name(m)]
-            for folder in (m for m in matches if m.is_dir()):
-                images.extend(walk_images(folder))
-            if images:
-                files.extend(images)
-            else:
-                refusals.append(Refusal(path, "no image files match this pattern"))
-        else:
-            refusals.append(Refusal(path, "no such file or folder"))
-    unique = list(dict.fromkeys(p.resolve() for p in files))
-    return unique, refusals
 
 
 def _copy_into(folder: Path, sha256: str, suffix: str, data: bytes) -> str:
@@ -195,16 +99,12 @@ def import_files(
 
     for path in files:
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            refuse(path, f"cannot read file ({exc.strerror or exc})")
-            continue
-        digest = sha256_hex(data) if data else ""
-        if data and (digest in seen or store.has_sha(digest)):
-            report.duplicates.append(path)
-            continue
-        try:
-            image = decode_image(data)
+            data = read_image_bytes(path)
+            digest = sha256_hex(data) if data else ""
+            if data and (digest in seen or store.has_sha(digest)):
+                report.duplicates.append(path)
+                continue
+            image = open_image(data, name=str(path))
         except ImageRejected as rejected:
             refuse(path, rejected.reason)
             continue

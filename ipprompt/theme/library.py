@@ -21,19 +21,14 @@ from ipprompt.clip import DEFAULT_ENCODER, ClipEncoder, model_key
 from ipprompt.errors import IppromptError
 from ipprompt.paths import resolve_theme_path
 from ipprompt.theme.config import CONFIG_FILE, ThemeConfig, read_config, write_config
-from ipprompt.theme.folder_sync import IGNORED_REMOVED, file_signature, sync_folder
-from ipprompt.theme.importer import (
-    COPIES_DIR,
-    ImageRejected,
-    expand_sources,
-    import_files,
-    load_image,
-    to_theme_image,
-)
+from ipprompt.theme.folders import check_theme_folder
+from ipprompt.theme.folder_sync import IGNORED_REMOVED, file_signature, rebuild_copies, sync_folder
+from ipprompt.images import ImageRejected, open_image
+from ipprompt.theme.importer import COPIES_DIR, expand_sources, import_files, to_theme_image
 from ipprompt.theme.lexical import LexicalIndex, image_document
 from ipprompt.theme.ranking import rank_matches
 from ipprompt.theme.records import ElementMatch, ImportReport, Match, Refusal, SyncReport, ThemeImage
-from ipprompt.theme.store import ThemeStore
+from ipprompt.theme.store import INDEX_FILE, ThemeStore
 
 # (images just finished, total images to encode): enough to drive any progress bar.
 EncodeProgress = Callable[[int, int], None]
@@ -88,6 +83,7 @@ class ThemeLibrary:
         """
         if folder.exists() and not folder.is_dir():
             raise IppromptError(f"{folder} exists and is not a folder.", "Choose another theme name or path.")
+        check_theme_folder(folder)
         (folder / COPIES_DIR).mkdir(parents=True, exist_ok=True)
         if not (folder / CONFIG_FILE).exists():
             config = ThemeConfig(name=name or folder.name, description=description, encoder=model_key(encoder_id))
@@ -112,14 +108,22 @@ class ThemeLibrary:
         told as batches finish) and :meth:`match` uses CLIP; without one, it matches captions.
         """
         folder = resolve_theme_path(str(path_or_name), relative_to, must_exist=not create)
+        check_theme_folder(folder)  # before anything is walked or written: never "/" or /etc
         if create and is_unstarted_theme(folder):
             cls.create(folder, encoder_id=encoder.model_id if encoder else DEFAULT_ENCODER)
         if not folder.is_dir():
             raise IppromptError(f"Theme '{path_or_name}' is not a folder: {folder}.")
         config = read_config(folder)
+        index_missing = not (folder / INDEX_FILE).exists()
         store = _open_store(folder)
         try:
-            library = cls(folder, config, store, sync_folder(store, folder))
+            report = sync_folder(store, folder)
+            if index_missing:
+                rebuilt = rebuild_copies(store, folder)
+                report.added[:0] = rebuilt.added
+                report.refused[:0] = rebuilt.refused
+                report.notes.extend(rebuilt.notes)
+            library = cls(folder, config, store, report)
             if encoder is not None:
                 library.use_encoder(encoder, progress)
         except BaseException:
@@ -220,7 +224,7 @@ class ThemeLibrary:
             for sha in missing[start : start + ENCODE_BATCH]:
                 image = self.image_by_sha(sha)
                 try:
-                    pictures.append(load_image(image.path))
+                    pictures.append(open_image(image.path))
                     shas.append(sha)
                 except ImageRejected as rejected:
                     self.sync_report.refused.append(Refusal(image.path, rejected.reason))

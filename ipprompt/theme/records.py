@@ -79,8 +79,12 @@ class ImportReport:
 
 @dataclass
 class SyncReport:
-    """What re-opening a folder found: images indexed in place, rows dropped, files refused."""
+    """What re-opening a folder found: images indexed in place, rows dropped, files refused.
+
+    ``notes`` are things the user should hear about once (an index rebuilt from the copies).
+    """
 
     added: list[ThemeImage] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ipprompt.atomic import atomic_write_bytes
 from ipprompt.errors import IppromptError
-from ipprompt.theme.importer import ImageRejected, load_image
+from ipprompt.images import ImageRejected, open_image
 from ipprompt.theme.records import ThemeImage
 
 _LABEL_HEIGHT = 34
@@ -54,7 +54,7 @@ def render_contact_sheet(images: Sequence[ThemeImage], thumb: int = 160, columns
         x = _GAP + (i % columns) * cell_w
         y = _GAP + (i // columns) * cell_h
         try:
-            picture = load_image(item.path)
+            picture = open_image(item.path)
             picture.thumbnail((thumb, thumb))
             sheet.paste(picture, (x + (thumb - picture.width) // 2, y + (thumb - picture.height) // 2))
         except ImageRejected as rejected:
