@@ -59,7 +59,7 @@ def out_of_memory_is_a_user_error(doing: str) -> Iterator[None]:
 
 
 def grid_spec(job: PanelJob) -> GridSpec:
-    return GridSpec(job.settings.grid, job.settings.tile)
+    return GridSpec(job.settings.grid, job.settings.tile, job.shape)
 
 
 def search_settings(job: PanelJob) -> SearchSettings:

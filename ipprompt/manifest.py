@@ -76,6 +76,7 @@ class CandidateEntry(_Model):
     arrangement: ArrangementEntry = ArrangementEntry()
     grid: str | None = None
     image: str | None = None
+    preview_image: str | None = None  # a pruned candidate's preview, kept once the author had it finished
     prompt: str | None = None  # the exact text sent to the generator
     steps_run: int = 0
     finished: bool = False
@@ -130,6 +131,8 @@ class PanelEntry(_Model):
     scorer_choice: int | None = None  # what the scorer chose (``chosen`` differs after a pick)
     picked_by: Literal["scorer", "author"] = "scorer"
     picked_from_history: str | None = None
+    # A pruned (previewed) candidate the author picked: the next run of the panel finishes it.
+    pick_to_finish: int | None = None
     image: str | None = None
     settings: dict[str, Any] = {}
     machine: dict[str, Any] = {}

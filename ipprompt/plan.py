@@ -40,6 +40,7 @@ class Overlay:
     dialogue: tuple[tuple[str, str, str], ...]  # (speaker id, display name, text)
     characters: tuple[tuple[str, str], ...]  # (id, display name)
     scene: str | None
+    shape: str = "square"  # the frame the storyboard and the exporter draw (square, wide, tall)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class PanelJob:
     machine_key: dict[str, Any]  # dtype, quantize, VAE tiling, retrieval mode: decide pixels too
     overlay: Overlay
     continuity_from: int | None = None  # the panel whose image this job still needs as a reference
+    shape: str = "square"  # the panel's aspect ratio: square, wide (2:1) or tall (1:2)
     key: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -111,6 +113,8 @@ def panel_key(job: PanelJob) -> str:
         "continuity_from": job.continuity_from,
         **job.machine_key,
     }
+    if job.shape != "square":  # square panels keep the keys they had before shapes existed
+        data["shape"] = job.shape
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -121,7 +125,13 @@ def panel_seed(story: Story, settings: Generation, number: int, reroll: int = 0)
     return (base + reroll * REROLL_STRIDE) % 2**32
 
 
-def overlay_of(story: Story, number: int) -> Overlay:
+def panel_shape(story: Story, settings: Generation | None, number: int) -> str:
+    """The panel's own shape, else the [generation] shape (command-line overrides included)."""
+    panel = story.panels[number - 1]
+    return panel.shape or (settings or story.generation).shape
+
+
+def overlay_of(story: Story, number: int, settings: Generation | None = None) -> Overlay:
     panel = story.panels[number - 1]
     return Overlay(
         prompt=panel.prompt,
@@ -129,6 +139,7 @@ def overlay_of(story: Story, number: int) -> Overlay:
         dialogue=tuple((d.speaker, story.display_name(d.speaker), d.text) for d in panel.dialogue),
         characters=tuple((c, story.display_name(c)) for c in panel.characters),
         scene=panel.scene,
+        shape=panel_shape(story, settings, number),
     )
 
 
@@ -184,8 +195,9 @@ def plan_panels(
                 reroll=reroll,
                 settings=settings,
                 machine_key=machine_key,
-                overlay=overlay_of(story, n),
+                overlay=overlay_of(story, n, settings),
                 continuity_from=n - 1 if settings.continuity and n > 1 else None,
+                shape=panel_shape(story, settings, n),
             )
         )
     return jobs

@@ -27,6 +27,7 @@ import jinja2
 from ipprompt.atomic import atomic_write_text
 from ipprompt.errors import IppromptError
 from ipprompt.evaluate.results import eval_for_page
+from ipprompt.storyboard_page import add_pick_views, page_layouts, run_argument
 from ipprompt.manifest import (
     MANIFEST,
     CandidateEntry,
@@ -261,7 +262,7 @@ def _candidate_view(cand: CandidateEntry, panel: PanelEntry, names: list[str], u
     return c
 
 
-def _panel_view(panel: PanelEntry, manifest: RunManifest, url: UrlFor) -> dict[str, Any]:
+def _panel_view(panel: PanelEntry, manifest: RunManifest, url: UrlFor, run_arg: str = "RUN") -> dict[str, Any]:
     """A manifest panel plus what the template should not have to work out: links, names, flags."""
     story = manifest.story
     p = panel.model_dump()
@@ -301,18 +302,24 @@ def _panel_view(panel: PanelEntry, manifest: RunManifest, url: UrlFor) -> dict[s
     p["made_by_preview"] = p["done"] and made_with.get("backend") == "preview"
     p["generator"] = str("preview backend (no model)" if made_with.get("backend") == "preview" else made_with.get("model") or "")
     p["anchor"] = f"panel-{panel.number}"
+    add_pick_views(p, panel, run_arg)
     return p
 
 
 def storyboard_context(
-    manifest: RunManifest, url: UrlFor, *, single_file: bool = False, evaluation: dict[str, Any] | None = None
+    manifest: RunManifest,
+    url: UrlFor,
+    *,
+    single_file: bool = False,
+    evaluation: dict[str, Any] | None = None,
+    run_arg: str = "RUN",
 ) -> dict[str, Any]:
     """Everything the template sees: the manifest's own data plus a few computed fields.
 
     ``evaluation`` is the run's latest ``ipprompt eval`` result (``eval_for_page``), or None when
     the run was never evaluated: the page then has no metrics box at all.
     """
-    panels = [_panel_view(p, manifest, url) for p in manifest.panels]
+    panels = [_panel_view(p, manifest, url, run_arg) for p in manifest.panels]
     settings, models = manifest.settings, manifest.models
     backend = str(settings.get("backend") or "")
     return {
@@ -335,6 +342,7 @@ def storyboard_context(
         "panels_done": sum(1 for p in panels if p["done"]),
         "single_file": single_file,
         "eval": evaluation,
+        "layouts": page_layouts([p["shape"] for p in panels]),
     }
 
 
@@ -359,7 +367,7 @@ def render_storyboard(run_dir: str | Path, *, single_file: bool = False, templat
     manifest = read_manifest(root)
     env = make_environment(templates)
     url = data_urls(root) if single_file else relative_urls(root)
-    context = storyboard_context(manifest, url, single_file=single_file, evaluation=eval_for_page(root, manifest))
+    context = storyboard_context(manifest, url, single_file=single_file, evaluation=eval_for_page(root, manifest), run_arg=run_argument(root))
     try:
         html = env.get_template(TEMPLATE).render(context)
     except jinja2.TemplateError as exc:

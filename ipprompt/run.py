@@ -46,6 +46,7 @@ class RunResult:
     generated: list[int] = field(default_factory=list)
     reused: list[int] = field(default_factory=list)
     storyboard: Path | None = None
+    finished: list[int] = field(default_factory=list)  # kept panels whose picked preview this run finished
 
 
 def parse_panel_selection(text: str, total: int) -> list[int]:
@@ -124,8 +125,12 @@ def describe_run(manifest: RunManifest, story: Story, settings: Generation, libr
     total = len(story.panels)
     for n in range(1, total + 1):
         old = manifest.panel(n)
-        overlay = overlay_of(story, n)
-        manifest.set_panel(old.model_copy(update=overlay_fields(overlay)) if old else pending_entry(n, overlay))
+        overlay = overlay_of(story, n, settings)
+        if old is None:
+            manifest.set_panel(pending_entry(n, overlay))
+        else:
+            # A made panel keeps the shape it was drawn with; a pending one takes the story's.
+            manifest.set_panel(old.model_copy(update={**overlay_fields(overlay), **({} if old.done else {"shape": overlay.shape})}))
     manifest.panels = [p for p in manifest.panels if p.number <= total]
 
 
@@ -206,4 +211,4 @@ def run_story(
     from ipprompt.render import render_storyboard
 
     storyboard = render_storyboard(folder.root)
-    return RunResult(folder.root, read_manifest(folder.root), outcome.generated, outcome.reused, storyboard)
+    return RunResult(folder.root, read_manifest(folder.root), outcome.generated, outcome.reused, storyboard, outcome.finished)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from filelock import FileLock
 
-from ipprompt.atomic import atomic_save_image, atomic_write_text, remove_stale_temporaries
+from ipprompt.atomic import atomic_save_image, atomic_write_bytes, atomic_write_text, remove_stale_temporaries
 from ipprompt.dvp.layout import RefImage, target_mask
 from ipprompt.errors import IppromptError
 from ipprompt.manifest import (
@@ -42,6 +42,7 @@ from ipprompt.manifest import (
 
 if TYPE_CHECKING:
     from ipprompt.execute import PanelResult
+    from ipprompt.finish import FinishedPick
     from ipprompt.plan import Overlay
 
 THUMB_PX = 256
@@ -72,6 +73,16 @@ class RunFolder:
 
     def history_dir(self) -> Path:
         return self.root / "history"
+
+    def history_path(self, number: int, stem: str) -> Path:
+        """A free name in ``history/`` for one of panel ``number``'s earlier images (never overwrites)."""
+        folder = self.history_dir()
+        path = folder / f"{number:02d}-{stem}.png"
+        n = 2
+        while path.exists():
+            path = folder / f"{number:02d}-{stem}-{n}.png"
+            n += 1
+        return path
 
     def rel(self, path: Path) -> str:
         """A path relative to the run folder, with forward slashes (for HTML links)."""
@@ -181,12 +192,34 @@ class RunFolder:
         if image.is_file():
             previous = old["entry"]
             key = (previous.key if previous else None) or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-            history = self.history_dir() / f"{number:02d}-{key}.png"
+            history = self.history_path(number, key)
             history.parent.mkdir(parents=True, exist_ok=True)
             os.replace(image, history)
         pdir = self.panel_dir(number)
         if pdir.is_dir():
             shutil.rmtree(pdir, ignore_errors=True)
+
+    def write_record(self, entry: PanelEntry) -> None:
+        """The panel's own record beside its files (what a damaged manifest is rebuilt from)."""
+        atomic_write_text(self.panel_dir(entry.number) / PANEL_RECORD, entry.model_dump_json(indent=1))
+
+    def keep_current_image(self, entry: PanelEntry, *, candidates_count: bool = True) -> Path | None:
+        """Before the panel image is replaced: copy it to ``history/`` unless a copy exists already.
+
+        An earlier history file with the same bytes is a copy, and so (``candidates_count``) is a
+        candidate's own file: picking between candidates adds nothing to history, while an image
+        found nowhere else is kept, so nothing is ever lost.
+        """
+        image = self.panel_image(entry.number)
+        if not image.is_file():
+            return None
+        data = image.read_bytes()
+        copies = [self.root / c.image for c in entry.candidates if c.image and candidates_count] + sorted(self.history_dir().glob(f"{entry.number:02d}-*.png"))
+        if any(p.is_file() and p.stat().st_size == len(data) and p.read_bytes() == data for p in copies):
+            return None
+        dest = self.history_path(entry.number, entry.key or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S"))
+        atomic_write_bytes(dest, data)
+        return dest
 
     def thumb(self, ref: RefImage) -> str:
         path = self.ref_thumb(ref.sha256)
@@ -244,6 +277,7 @@ class RunFolder:
                 method=job.settings.method,
                 seed=job.seed,
                 reroll=job.reroll,
+                shape=job.shape,
                 elements=[
                     ElementEntry(kind=e.kind, text=e.text, source=e.source, label=e.label, refs=[self._ref_entry(r) for r in refs])
                     for e, refs in zip(job.elements, job.ranked)
@@ -262,14 +296,60 @@ class RunFolder:
                 peak_gpu_bytes=result.peak_gpu_bytes,
             )
         )
-        atomic_write_text(pdir / PANEL_RECORD, entry.model_dump_json(indent=1))
+        self.write_record(entry)
         self.update(lambda m: m.set_panel(entry))
         return entry
+
+    def commit_finished_pick(self, number: int, finished: "FinishedPick") -> PanelEntry:
+        """Write a picked candidate the run just finished: its image (the preview is kept beside
+        it), the panel image, then the manifest entry, which now names it chosen by the author."""
+        i = finished.index
+        pdir = self.panel_dir(number)
+        cand_path, preview_path = pdir / f"cand-{i}.png", pdir / f"preview-{i}.png"
+        if cand_path.is_file():
+            os.replace(cand_path, preview_path)
+        atomic_save_image(cand_path, finished.cell)
+        result: dict[str, PanelEntry] = {}
+
+        def change(manifest: RunManifest) -> None:
+            entry = manifest.panel(number)
+            if entry is None:
+                raise IppromptError(f"Panel {number} left the manifest while its picked candidate was finished.")
+            self.keep_current_image(entry)
+            atomic_save_image(self.panel_image(number), finished.cell)
+            candidates = []
+            for c in entry.candidates:
+                if c.index == i:
+                    c = c.model_copy(update=dict(
+                        image=self.rel(cand_path),
+                        preview_image=self.rel(preview_path) if preview_path.is_file() else c.preview_image,
+                        finished=True,
+                        pruned=False,
+                        scores=Scores(**finished.scores.to_json()),
+                        steps_run=finished.steps_run,
+                    ))
+                candidates.append(c.model_copy(update={"chosen": c.index == i}))
+            entry = entry.model_copy(update=dict(
+                candidates=candidates,
+                chosen=i,
+                picked_by="author",
+                picked_from_history=None,
+                pick_to_finish=None,
+                shape=finished.shape,
+                nfe=entry.nfe + finished.nfe,
+                seconds=round(entry.seconds + finished.seconds, 3),
+            ))
+            manifest.set_panel(entry)
+            result["entry"] = entry
+
+        self.update(change)
+        self.write_record(result["entry"])
+        return result["entry"]
 
 
 def pending_entry(number: int, overlay: "Overlay") -> PanelEntry:
     """A panel not made (yet): only the story's text, which the storyboard shows in its frame."""
-    return PanelEntry(number=number, status="pending", **overlay_fields(overlay))
+    return PanelEntry(number=number, status="pending", shape=overlay.shape, **overlay_fields(overlay))
 
 
 def overlay_fields(overlay: "Overlay") -> dict[str, object]:

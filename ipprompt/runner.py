@@ -1,7 +1,7 @@
 """Runners decide *where* panel jobs execute; this one runs them in this process, one at a time.
 
 Every runner shares the same bookkeeping: a job whose key matches a finished panel with all its
-files is kept; a continuity job first gets its previous panel's image; the run folder commits each
+files is kept as it is (an author's pick included; a picked preview is finished, nothing else); a continuity job first gets its previous panel's image; the run folder commits each
 result. ``LocalRunner`` loads the generator only when a panel is left to make, encodes every prompt
 once before the first panel and frees the text encoders (continuity runs too).
 """
@@ -18,6 +18,7 @@ from ipprompt.backends.base import Backend
 from ipprompt.backends.factory import MachineOptions, create_backend
 from ipprompt.dvp.layout import RefImage
 from ipprompt.execute import execute, out_of_memory_is_a_user_error
+from ipprompt.finish import finish_pick
 from ipprompt.manifest import PanelEntry, RunManifest
 from ipprompt.plan import PanelJob
 from ipprompt.progress import RunProgress
@@ -30,6 +31,7 @@ from ipprompt.story import Generation
 class Outcome:
     generated: list[int] = field(default_factory=list)
     reused: list[int] = field(default_factory=list)
+    finished: list[int] = field(default_factory=list)  # kept panels whose picked preview was finished
 
 
 def library_embeddings(library: Any, encoder: Any) -> Callable[[Sequence[RefImage]], np.ndarray]:
@@ -111,7 +113,17 @@ class LocalRunner:
         for i, job in enumerate(jobs):
             manifest = self.folder.read() or RunManifest()
             job = resolve_continuity(job, self.folder, manifest)
-            if not force and reusable(self.folder, manifest.panel(job.number), job):
+            old = manifest.panel(job.number)
+            if not force and reusable(self.folder, old, job):
+                assert old is not None
+                if old.pick_to_finish is not None:
+                    # The author picked a previewed candidate: finish that one, nothing else.
+                    backend = self._ready_backend(jobs[i:])
+                    self.progress.start_panel(job.number, f"finishing picked candidate #{old.pick_to_finish}")
+                    self.folder.commit_finished_pick(job.number, finish_pick(job, old, backend, self.scorer, self.progress))
+                    outcome.finished.append(job.number)
+                    self.progress.end_panel(reused=False)
+                    continue
                 outcome.reused.append(job.number)
                 self.progress.start_panel(job.number, "unchanged, kept")
                 self.progress.end_panel(reused=True)

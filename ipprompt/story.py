@@ -31,6 +31,7 @@ DEFAULT_ENCODER = "openai/clip-vit-base-patch32"
 BACKENDS = ("flux-fill", "preview")
 SEARCH_MODES = ("pruned", "exhaustive")
 METHODS = ("dvp", "reference")
+Shape = Literal["square", "wide", "tall"]  # a panel's aspect ratio: 1:1, 2:1, 1:2
 
 
 class _Strict(BaseModel):
@@ -57,6 +58,7 @@ class Generation(_Strict):
     preview_step: int = Field(12, ge=1, le=1000)
     keep: int = Field(2, ge=1, le=120)
     continuity: bool = False
+    shape: Shape = "square"  # every panel's shape unless the panel sets its own
 
     @field_validator("tile")
     @classmethod
@@ -91,6 +93,7 @@ class Panel(_Strict):
     caption: str | None = None
     dialogue: list[Dialogue] = []
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    shape: Shape | None = None  # None: [generation] shape
 
 
 class StoryDocument(_Strict):

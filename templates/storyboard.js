@@ -56,4 +56,45 @@
       document.querySelectorAll("details.panel-inspector").forEach(function (d) { d.open = open; });
     });
   });
+
+  // Copy buttons (the commands that pick a candidate). Shown only where this script runs; the
+  // command stays on the page as text either way. The clipboard API needs a secure context, so a
+  // page opened from disk in some browsers falls back to a hidden textarea and execCommand.
+  function selectText(el) {
+    var range = document.createRange();
+    range.selectNodeContents(el);
+    var sel = window.getSelection();
+    sel.removeAllRanges();
+    sel.addRange(range);
+  }
+  document.querySelectorAll("button.copy[data-copy]").forEach(function (button) {
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      var text = button.getAttribute("data-copy");
+      function done(ok) {
+        button.textContent = ok ? "Copied" : "Press Ctrl+C";
+        if (!ok && button.previousElementSibling) selectText(button.previousElementSibling);
+        setTimeout(function () { button.textContent = "Copy"; }, 1600);
+      }
+      function fallback() {
+        var area = document.createElement("textarea");
+        area.value = text;
+        area.setAttribute("readonly", "");
+        area.style.position = "fixed";
+        area.style.top = "0";
+        area.style.opacity = "0";
+        document.body.appendChild(area);
+        area.select();
+        var ok = false;
+        try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+        document.body.removeChild(area);
+        done(ok);
+      }
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(text).then(function () { done(true); }, fallback);
+      } else {
+        fallback();
+      }
+    });
+  });
 })();

@@ -32,23 +32,24 @@ def _is_empty(cell: Image.Image) -> bool:
 def compose_preview(job: FillJob) -> Image.Image:
     """The canvas with its target cell replaced by a 2x2 mosaic of references and a label."""
     spec = job.spec
-    tile = spec.tile
-    half = tile // 2
+    width, height = spec.tile_size
+    tile = min(width, height)  # text sizes follow the short side
+    half_w, half_h = width // 2, height // 2
     cells = [job.canvas.crop(spec.box(c)) for c in spec.attention_order]
     cells = [c for c in cells if not _is_empty(c)][:4]
-    target = Image.new("RGB", (tile, tile), EMPTY_CELL_COLOR)
+    target = Image.new("RGB", (width, height), EMPTY_CELL_COLOR)
     for i, cell in enumerate(cells):
-        target.paste(cell.resize((half, half), Image.Resampling.BILINEAR), ((i % 2) * half, (i // 2) * half))
+        target.paste(cell.resize((half_w, half_h), Image.Resampling.BILINEAR), ((i % 2) * half_w, (i // 2) * half_h))
     draw = ImageDraw.Draw(target)
     font = ImageFont.load_default(size=max(12, tile // 28))
     label = job.label or job.prompt
-    lines = textwrap.wrap(label, width=max(16, tile // max(7, tile // 40)))[:4]
+    lines = textwrap.wrap(label, width=max(16, width // max(7, tile // 40)))[:4]
     line_h = max(14, tile // 24)
     box_h = line_h * (len(lines) + 1) + 8
-    draw.rectangle((0, tile - box_h, tile, tile), fill=(20, 24, 40))
-    draw.text((8, tile - box_h + 4), "PREVIEW", fill=(255, 210, 80), font=font)
+    draw.rectangle((0, height - box_h, width, height), fill=(20, 24, 40))
+    draw.text((8, height - box_h + 4), "PREVIEW", fill=(255, 210, 80), font=font)
     for i, line in enumerate(lines):
-        draw.text((8, tile - box_h + 4 + line_h * (i + 1)), line, fill=(240, 240, 240), font=font)
+        draw.text((8, height - box_h + 4 + line_h * (i + 1)), line, fill=(240, 240, 240), font=font)
     out = job.canvas.copy()
     out.paste(target, spec.box(spec.target)[:2])
     return out

@@ -117,3 +117,8 @@ app.command("run")(run)
 from ipprompt.cli.export import export  # noqa: E402
 
 app.command("export")(export)
+
+from ipprompt.cli.story_pick import history, pick  # noqa: E402  (registered on this app, kept in its own module)
+
+app.command("pick")(pick)
+app.command("history")(history)

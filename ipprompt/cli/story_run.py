@@ -34,6 +34,7 @@ def run(
     continuity: Optional[bool] = typer.Option(None, "--continuity/--no-continuity", help="Use the previous panel as a reference."),
     tile: Optional[int] = typer.Option(None, help="Pixels per grid cell (multiple of 16, 256-1024)."),
     grid: Optional[int] = typer.Option(None, help="Cells per side: 2 or 3."),
+    shape: Optional[str] = typer.Option(None, help="Panels' shape where the story sets none: square, wide (2:1) or tall (1:2)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     offload: str = typer.Option("none", help="none, model (24 GB cards) or sequential (least memory, slowest)."),
     quantize: str = typer.Option("none", help="none, fp8 (half the transformer memory, any GPU) or nf4 (bitsandbytes, CUDA)."),
@@ -74,7 +75,7 @@ def run(
             ray=ray, workers=workers,
             backend=backend, model=model, encoder=encoder, candidates=candidates, steps=steps, seed=seed,
             rounds=rounds, method=method, search=search, preview_step=preview_step, keep=keep, continuity=continuity,
-            tile=tile, grid=grid,
+            tile=tile, grid=grid, shape=shape,
         )
     except IppromptError as error:
         progress.close()
@@ -113,8 +114,9 @@ def _print_summary(result: "RunResult") -> None:
             continue
         cand = chosen[p.number]
         s = cand.scores if cand is not None else None
-        status = "made" if p.number in result.generated else "kept" if p.number in result.reused else "earlier"
-        picked = f"{p.chosen}*" if p.picked_by == "author" else str(p.chosen)
+        status = "made" if p.number in result.generated else "finished pick" if p.number in result.finished else "kept" if p.number in result.reused else "earlier"
+        shown = "history" if p.chosen is None and p.picked_from_history else str(p.chosen)
+        picked = f"{shown}*" if p.picked_by == "author" else shown
         row = [str(p.number), status, str(len(p.candidates)), picked, fmt(s.total if s else None)]
         row += [fmt(s.clip_t if s else None), fmt(s.clip_i if s else None)] if has_clip else []
         row += [str(p.nfe), f"{p.seconds:.1f}s"] + ([gib(p.peak_gpu_bytes)] if has_gpu else [])
@@ -123,7 +125,8 @@ def _print_summary(result: "RunResult") -> None:
     total = ["all", "", "", "", ""] + (["", ""] if has_clip else []) + [str(t.nfe), f"{t.seconds:.1f}s"]
     table.add_row(*total, *([gib(t.peak_gpu_bytes)] if has_gpu else []), style="bold")
     console.print(table)
-    console.print(f"made {len(result.generated)}, kept {len(result.reused)}; retrieval: {escape(str(m.models.get('retrieval')))}")
+    finished = f", finished {len(result.finished)} picked preview(s)" if result.finished else ""
+    console.print(f"made {len(result.generated)}, kept {len(result.reused)}{finished}; retrieval: {escape(str(m.models.get('retrieval')))}")
     if any(p.picked_by == "author" for p in done):
         console.print("* picked by the author (`ipprompt story pick`)")
     if result.storyboard:

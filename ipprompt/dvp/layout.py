@@ -32,22 +32,75 @@ _PINNED_CELLS: dict[int, tuple[Cell, ...]] = {3: ((0, 1), (2, 1), (1, 0), (1, 2)
 EMPTY_CELL_COLOR = (128, 128, 128)
 
 
+SHAPES = ("square", "wide", "tall")
+
+
+def shape_tile(tile: int, shape: str) -> tuple[int, int]:
+    """A tile's (width, height) in pixels for a panel shape.
+
+    ``square`` is ``tile`` x ``tile``. ``wide`` (2:1) and ``tall`` (1:2) keep about the square
+    tile's pixel count, so a panel costs about the same whatever its shape: the short side is
+    ``tile / sqrt(2)`` rounded to the nearest multiple of 16 (FLUX works on 16 px blocks) and the
+    long side is twice that. Tile 512 gives 736 x 368, tile 256 gives 352 x 176.
+    """
+    if shape == "square":
+        return tile, tile
+    if shape not in SHAPES:
+        raise ValueError(f"shape must be one of {', '.join(SHAPES)}, not {shape!r}")
+    short = max(16, round(tile / 2**0.5 / 16) * 16)
+    return (2 * short, short) if shape == "wide" else (short, 2 * short)
+
+
 @dataclass(frozen=True)
 class GridSpec:
-    """A square grid of ``grid`` x ``grid`` tiles of ``tile`` px."""
+    """A ``grid`` x ``grid`` layout of tiles; ``tile`` is the side of a square tile in px.
+
+    ``shape`` gives every tile (and so the generated panel) that aspect ratio: see ``shape_tile``.
+    """
 
     grid: int
     tile: int
+    shape: str = "square"
 
     def __post_init__(self) -> None:
         if self.grid not in _TARGET:
             raise ValueError(f"grid must be 2 or 3, not {self.grid}")
         if self.tile % 16 or self.tile <= 0:
             raise ValueError(f"tile must be a positive multiple of 16, not {self.tile}")
+        shape_tile(self.tile, self.shape)  # refuses an unknown shape
+
+    @property
+    def tile_size(self) -> tuple[int, int]:
+        """(width, height) of one tile."""
+        return shape_tile(self.tile, self.shape)
+
+    @property
+    def tile_w(self) -> int:
+        return self.tile_size[0]
+
+    @property
+    def tile_h(self) -> int:
+        return self.tile_size[1]
+
+    @property
+    def width(self) -> int:
+        return self.grid * self.tile_w
+
+    @property
+    def height(self) -> int:
+        return self.grid * self.tile_h
+
+    @property
+    def canvas_size(self) -> tuple[int, int]:
+        """(width, height) of the whole canvas, as Pillow sizes are written."""
+        return self.width, self.height
 
     @property
     def size(self) -> int:
-        return self.grid * self.tile
+        """The side of a square canvas (use ``width`` and ``height`` for other shapes)."""
+        if self.shape != "square":
+            raise ValueError(f"a {self.shape} grid has no single size: use width and height")
+        return self.width
 
     @property
     def target(self) -> Cell:
@@ -64,7 +117,8 @@ class GridSpec:
     def box(self, cell: Cell) -> tuple[int, int, int, int]:
         """Pixel box (left, top, right, bottom) of a cell."""
         row, col = cell
-        return (col * self.tile, row * self.tile, (col + 1) * self.tile, (row + 1) * self.tile)
+        w, h = self.tile_size
+        return (col * w, row * h, (col + 1) * w, (row + 1) * h)
 
 
 @dataclass(frozen=True)
@@ -227,14 +281,18 @@ def element_orders(n_elements: int, limit: int) -> list[tuple[int, ...]]:
     return list(itertools.islice(rotations, limit))
 
 
-def fit_to_tile(image: Image.Image, tile: int) -> Image.Image:
-    """Centre-crop to a square and resize to the tile (references keep their proportions)."""
-    return ImageOps.fit(image.convert("RGB"), (tile, tile), method=Image.Resampling.LANCZOS, centering=(0.5, 0.5))
+def fit_to_tile(image: Image.Image, tile: int | tuple[int, int]) -> Image.Image:
+    """Centre-crop to the tile's aspect ratio and resize to it (references keep their proportions).
+
+    ``tile`` is a square side or a (width, height) pair (``GridSpec.tile_size``).
+    """
+    size = (tile, tile) if isinstance(tile, int) else tuple(tile)
+    return ImageOps.fit(image.convert("RGB"), size, method=Image.Resampling.LANCZOS, centering=(0.5, 0.5))
 
 
 def target_mask(spec: GridSpec) -> Image.Image:
     """White over the target cell (repaint), black elsewhere (keep)."""
-    mask = Image.new("L", (spec.size, spec.size), 0)
+    mask = Image.new("L", spec.canvas_size, 0)
     mask.paste(255, spec.box(spec.target))
     return mask
 
@@ -243,11 +301,11 @@ def build_canvas(
     spec: GridSpec, arrangement: Arrangement, open_image: Callable[[RefImage], Image.Image]
 ) -> Image.Image:
     """The visual prompt's canvas: every placed reference fitted into its cell, the rest grey."""
-    canvas = Image.new("RGB", (spec.size, spec.size), EMPTY_CELL_COLOR)
+    canvas = Image.new("RGB", spec.canvas_size, EMPTY_CELL_COLOR)
     for p in arrangement.placements:
         if p.cell == spec.target:
             raise ValueError("a reference may never be placed in the target cell")
-        canvas.paste(fit_to_tile(open_image(p.ref), spec.tile), spec.box(p.cell)[:2])
+        canvas.paste(fit_to_tile(open_image(p.ref), spec.tile_size), spec.box(p.cell)[:2])
     return canvas
 
 

@@ -141,7 +141,7 @@ class CandidateSearch:
     def _tile(self, ref: RefImage) -> Image.Image:
         """A reference fitted to the tile, decoded and resampled once per panel."""
         if ref.sha256 not in self._tiles:
-            self._tiles[ref.sha256] = fit_to_tile(ref.open(), self.spec.tile)
+            self._tiles[ref.sha256] = fit_to_tile(ref.open(), self.spec.tile_size)
         return self._tiles[ref.sha256]
 
     # ------------------------------------------------------------------ arrangements
