@@ -199,9 +199,13 @@ class RayRunner:
                 for ref in ready:
                     slot, job = state.inflight.pop(ref)
                     result = _result(ray, ref, job, slot)
-                    self.folder.commit(replace(result, job=job))
+                    if job.number in state.finishing:
+                        self.folder.commit_finished_pick(job.number, result)
+                        state.outcome.finished.append(job.number)
+                    else:
+                        self.folder.commit(replace(result, job=job))
+                        state.outcome.generated.append(job.number)
                     state.finished.add(job.number)
-                    state.outcome.generated.append(job.number)
                     self.progress.end_panel(reused=False)
                     pool.idle.append(slot)
                 if ready:
@@ -232,7 +236,18 @@ class RayRunner:
             if job.waiting and job.continuity_from in in_run and job.continuity_from not in state.finished:
                 continue  # its previous panel is still to be made in this run
             resolved = resolve_continuity(job, self.folder, manifest)
-            if not state.force and reusable(self.folder, manifest.panel(job.number), resolved):
+            old = manifest.panel(job.number)
+            if not state.force and reusable(self.folder, old, resolved) and old is not None and old.pick_to_finish is not None:
+                # The author picked a previewed candidate: a worker finishes that one, nothing else.
+                if pool is None or not pool.idle:
+                    continue
+                slot = pool.idle.pop(0)
+                ref = pool.actors[slot].finish.remote(resolved.with_reference_bytes(), old, self._embeddings(resolved))
+                state.pending.remove(job)
+                state.finishing.add(job.number)
+                state.inflight[ref] = (slot, resolved)
+                continue
+            if not state.force and reusable(self.folder, old, resolved):
                 state.pending.remove(job)
                 state.finished.add(job.number)
                 state.outcome.reused.append(job.number)
@@ -264,6 +279,7 @@ class _Schedule:
     force: bool
     inflight: dict[Any, tuple[int, PanelJob]] = field(default_factory=dict)
     finished: set[int] = field(default_factory=set)
+    finishing: set[int] = field(default_factory=set)  # panels whose picked preview is being finished
     outcome: Outcome = field(default_factory=Outcome)
 
 

@@ -172,3 +172,16 @@ class PanelWorker:
         self.post("idle")
         return result
 
+    def finish(self, job: PanelJob, entry: Any, embeddings: dict[str, np.ndarray]) -> Any:
+        """Finish the candidate the author picked from its preview; returns a ``FinishedPick``."""
+        from ipprompt.finish import finish_pick
+
+        self.load()
+        self.known.update(embeddings)
+        reporter = _Reporter(self, job.number)
+        self.backend.on_step = reporter.step
+        self.post(f"panel {job.number}: finishing pick #{entry.pick_to_finish}", job.number)
+        assert self.scorer is not None
+        finished = finish_pick(job, entry, self.backend, self.scorer, reporter)
+        self.post("idle")
+        return finished

@@ -160,3 +160,21 @@ def test_one_worker_per_gpu() -> None:
     assert cpu.count == 2 and cpu.resources == {"num_cpus": 1.0} and cpu.dtype == "float32"
     assert plan_workers({"CPU": 2.0}, "flux-fill", None).count == 1
     assert plan_workers({"CPU": 8.0, "GPU": 2.0}, "preview", None).resources == {"num_cpus": 8.0}
+
+
+@needs_ray
+def test_a_picked_preview_is_finished_on_a_ray_worker(ray_cluster: None, example_copy: Path, tmp_path: Path) -> None:
+    from ipprompt.manifest import read_manifest
+    from ipprompt.picks import pick
+
+    run = tmp_path / "run"
+    quick = {"backend": "preview", "tile": 256, "candidates": 4, "keep": 1, "rounds": 0}
+    run_story(example_copy, out=run, panels="2", **quick)
+    pruned = next(c for c in read_manifest(run).panel(2).candidates if c.pruned)  # type: ignore[union-attr]
+    pick(run, 2, pruned.index)
+    again = run_story(example_copy, out=run, panels="2", ray="local", workers=1, **quick)
+    assert again.finished == [2] and again.generated == []
+    done = read_manifest(run).panel(2)
+    assert done is not None and done.chosen == pruned.index and done.pick_to_finish is None and done.picked_by == "author"
+    cand = done.candidate(pruned.index)
+    assert cand is not None and cand.finished and (run / "panels" / "02.png").read_bytes() == (run / str(cand.image)).read_bytes()

@@ -129,6 +129,10 @@ def test_centre_crop_is_the_references(panel: PanelPrompt) -> None:
         ours = reference_fit(image, TILE)
         assert ours.size == (TILE, TILE)
         assert np.array_equal(np.array(ours), np.array(reference_center_crop(image, TILE, TILE)))
+        for width, height in ((2 * TILE, TILE), (TILE, 2 * TILE)):  # wide and tall panels: the same rule
+            wide = reference_fit(image, width, height)
+            assert wide.size == (width, height)
+            assert np.array_equal(np.array(wide), np.array(reference_center_crop(image, width, height)))
 
 
 @pytest.mark.parametrize("pinned", [False, True], ids=["3-elements", "3-elements+1-pinned"])

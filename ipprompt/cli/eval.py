@@ -11,10 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from ipprompt.cli.console import console, err_console, fail
-from ipprompt.clip import DEFAULT_ENCODER
 from ipprompt.errors import IppromptError
-from ipprompt.evaluate.dino import DEFAULT_DINO
-from ipprompt.evaluate.metrics import THEME_TOP_K
+from ipprompt.evaluate.results import DEFAULT_DINO, THEME_TOP_K
+from ipprompt.story import DEFAULT_ENCODER
 
 EVAL_HELP = f"""Measure finished run folders: text alignment, theme fidelity, consistency and cost.
 

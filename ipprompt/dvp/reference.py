@@ -55,18 +55,19 @@ def reference_prompt(text: str) -> str:
     return REFERENCE_PREFIX + text
 
 
-def reference_fit(image: Image.Image, tile: int) -> Image.Image:
-    """Fit an image to a tile exactly as the reference's centre crop does.
+def reference_fit(image: Image.Image, width: int, height: int | None = None) -> Image.Image:
+    """Fit an image to a ``width`` x ``height`` tile exactly as the reference's centre crop does.
 
     The same float arithmetic, PIL's default resampling and PIL's rounding of a float crop box:
-    anything else (LANCZOS, ``ImageOps.fit``) gives other pixels.
+    anything else (LANCZOS, ``ImageOps.fit``) gives other pixels. The reference only uses square
+    tiles; wide and tall panels use the same rule with their own tile sides.
     """
+    height = width if height is None else height
     w, h = image.size
-    scale = max(tile / min(w, h), tile / min(w, h))
+    scale = max(width / min(w, h), height / min(w, h))
     resized = image.resize((int(w * scale), int(h * scale)))
     w, h = resized.size
-    half = tile / 2
-    return resized.crop((w / 2 - half, h / 2 - half, w / 2 + half, h / 2 + half))
+    return resized.crop((w / 2 - width / 2, h / 2 - height / 2, w / 2 + width / 2, h / 2 + height / 2))
 
 
 def reference_orders(n_elements: int) -> list[tuple[int, ...]]:
@@ -108,7 +109,7 @@ def reference_arrangements(spec: GridSpec, ranked: Sequence[Sequence[RefImage]],
 
 def reference_canvas(spec: GridSpec, arrangement: Arrangement, tile_of: Callable[[RefImage], Image.Image]) -> Image.Image:
     """The reference's canvas: black, each placed image (already fitted by ``tile_of``) in its cell."""
-    canvas = Image.new("RGB", (spec.size, spec.size), BACKGROUND)
+    canvas = Image.new("RGB", spec.canvas_size, BACKGROUND)
     for p in arrangement.placements:
         canvas.paste(tile_of(p.ref), spec.box(p.cell)[:2])
     return canvas
@@ -129,7 +130,7 @@ class ReferenceSearch(CandidateSearch):
 
     def _tile(self, ref: RefImage) -> Image.Image:
         if ref.sha256 not in self._tiles:
-            self._tiles[ref.sha256] = reference_fit(ref.open(), self.spec.tile)
+            self._tiles[ref.sha256] = reference_fit(ref.open(), *self.spec.tile_size)
         return self._tiles[ref.sha256]
 
     def _job(self, arrangement: Arrangement, prompt: PanelPrompt) -> FillJob:

@@ -18,7 +18,7 @@ from PIL import Image
 from ipprompt.clip import _normalised, _silence_expected_transformers_noise, model_key, no_transformers_progress_bars
 from ipprompt.errors import ModelUnavailable
 
-DEFAULT_DINO = "facebook/dinov2-small"
+from ipprompt.evaluate.results import DEFAULT_DINO  # noqa: E402,F401  (defined where no numpy is needed)
 
 
 class DinoEncoder:

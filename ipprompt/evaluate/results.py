@@ -22,6 +22,7 @@ from ipprompt.manifest import RunManifest
 # number of references a panel's visual prompt draws on. Defined here, not in ``metrics``, so
 # stored results can name it without importing numpy.
 THEME_TOP_K = 5
+DEFAULT_DINO = "facebook/dinov2-small"  # character consistency encoder (``--dino``)
 
 EVAL_FILE = "eval.json"
 EVAL_FORMAT = 1
