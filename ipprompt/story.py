@@ -392,7 +392,7 @@ def line_of(story: Story, loc: tuple[Any, ...]) -> int | None:
     """The line of ``story``'s file that wrote ``loc`` (e.g. ``("panels", 3)``), for located errors
     found after loading (checks that depend on the run's settings)."""
     try:
-        return _LineIndex(story.path.read_text(encoding="utf-8")).line_of(loc)
+        return LineIndex(story.path.read_text(encoding="utf-8")).line_of(loc)
     except (OSError, UnicodeDecodeError):
         return None
 
