@@ -66,6 +66,7 @@ def search_settings(job: PanelJob) -> SearchSettings:
         search=s.search,
         preview_step=s.preview_step,
         keep=s.keep,
+        refine=s.refine,
     )
 
 

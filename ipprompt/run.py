@@ -73,7 +73,8 @@ def apply_overrides(generation: Generation, overrides: dict[str, Any]) -> Genera
     """The story's [generation] with command-line values on top, validated by the same schema."""
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return Generation.model_validate({**generation.model_dump(), **given})
+        # Only what the story wrote, so that keys with mode-dependent defaults (--fast) follow the mode.
+        return Generation.model_validate({**generation.model_dump(exclude_unset=True), **given})
     except ValidationError as exc:
         problems = []
         for e in exc.errors():
@@ -164,7 +165,7 @@ def run_story(
     settings = apply_overrides(story.generation, overrides)
     machine = MachineOptions(device=device, offload=offload, quantize=quantize, vae_tiling=vae_tiling, compile=compile, attention=attention)
     if backend_instance is None:
-        check_inputs(settings.backend, machine)
+        check_inputs(settings.backend, machine, settings.lora_specs)
     numbers = parse_panel_selection(panels, len(story.panels)) if isinstance(panels, str) else (panels or list(range(1, len(story.panels) + 1)))
     if reroll and panels is None:
         raise IppromptError("--reroll needs --panels: say which panels to make again.", "Example: --panels 3 --reroll")

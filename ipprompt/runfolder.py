@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from filelock import FileLock
 
 from ipprompt.atomic import atomic_save_image, atomic_write_text, remove_stale_temporaries
+from ipprompt.backends.lora import parse_lora
 from ipprompt.dvp.layout import RefImage, target_mask
 from ipprompt.errors import IppromptError
 from ipprompt.manifest import (
@@ -30,6 +31,7 @@ from ipprompt.manifest import (
     CharacterEntry,
     DialogueEntry,
     ElementEntry,
+    LoraEntry,
     ManifestError,
     PanelEntry,
     RefEntry,
@@ -255,6 +257,8 @@ class RunFolder:
                 image=self.rel(self.panel_image(n)),
                 settings=job.settings.model_dump(),
                 machine=result.machine,
+                fast=job.settings.fast,
+                loras=[LoraEntry(source=spec.source, scale=spec.scale) for spec in map(parse_lora, job.settings.lora_specs)],
                 rounds_run=search.rounds_run,
                 nfe=search.nfe,
                 seconds=result.seconds,
