@@ -32,7 +32,7 @@ from ipprompt.plan import PanelJob, overlay_of, plan_panels
 from ipprompt.progress import RunProgress, SilentProgress
 from ipprompt.runfolder import RunFolder, overlay_fields, pending_entry
 from ipprompt.runner import LocalRunner
-from ipprompt.story import Generation, Story, load_story
+from ipprompt.story import FAST_DEFAULTS, Generation, Story, load_story
 
 MIN_THEME_IMAGES = 3
 
@@ -72,9 +72,13 @@ def parse_panel_selection(text: str, total: int) -> list[int]:
 def apply_overrides(generation: Generation, overrides: dict[str, Any]) -> Generation:
     """The story's [generation] with command-line values on top, validated by the same schema."""
     given = {k: v for k, v in overrides.items() if v is not None}
+    # Only what the story wrote, so that keys with mode-dependent defaults (--fast) follow the mode;
+    # a --fast given here also outranks the story's steps/preview_step (not this command's own).
+    written = generation.model_dump(exclude_unset=True)
+    if given.get("fast"):
+        written = {k: v for k, v in written.items() if k not in FAST_DEFAULTS}
     try:
-        # Only what the story wrote, so that keys with mode-dependent defaults (--fast) follow the mode.
-        return Generation.model_validate({**generation.model_dump(exclude_unset=True), **given})
+        return Generation.model_validate({**written, **given})
     except ValidationError as exc:
         problems = []
         for e in exc.errors():
