@@ -179,7 +179,7 @@ def run_story(
     for note in folder.notes:
         progress.note(note)
     # 3. theme and encoder
-    encoder = encoder_instance if encoder_instance is not None else create_encoder(settings, progress.note)
+    encoder = encoder_instance if encoder_instance is not None else create_encoder(settings, progress.note, machine.device)
     library = open_theme(story, encoder, progress)
     # 4. the manifest says what this run is before any panel is made
     manifest = folder.update(lambda m: describe_run(m, story, settings, library, encoder, machine))

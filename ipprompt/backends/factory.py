@@ -195,9 +195,10 @@ def model_available_locally(model_id: str) -> bool:
         return False
 
 
-def create_encoder(settings: "Generation", note: Note) -> Any | None:
+def create_encoder(settings: "Generation", note: Note, device: str = "auto") -> Any | None:
     """The CLIP encoder for retrieval and scoring, or None (lexical retrieval), saying why.
 
+    It runs on the run's ``--device`` (``cuda:1`` puts CLIP beside the generator, not on GPU 0).
     The preview backend never downloads: it uses CLIP only when the model is already local.
     """
     from ipprompt.clip import load_encoder_or_none
@@ -208,7 +209,7 @@ def create_encoder(settings: "Generation", note: Note) -> Any | None:
             "matching references on captions and tags instead (no download)."
         )
         return None
-    encoder = load_encoder_or_none(settings.encoder, warn=note)
+    encoder = load_encoder_or_none(settings.encoder, device=None if device == "auto" else device, warn=note)
     if encoder is None and settings.backend != "preview":
         note(
             "Without CLIP, candidates are ranked by their references' retrieval scores, not by "
