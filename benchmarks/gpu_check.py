@@ -45,6 +45,20 @@ def full_pipeline_on(device: torch.device):
     from ipprompt.testing import _word_tokenizer
 
     torch.manual_seed(0)
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)  # built in bf16 directly: fp32 first would need 48 GB more
+    try:
+        return _build(device)
+    finally:
+        torch.set_default_dtype(default_dtype)
+
+
+def _build(device: torch.device):
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxFillPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    from ipprompt.testing import _word_tokenizer
+
     with torch.device(device):
         transformer = FluxTransformer2DModel(**FLUX_FILL_TRANSFORMER).to(torch.bfloat16)
         vae = AutoencoderKL(**FLUX_VAE).to(torch.bfloat16)

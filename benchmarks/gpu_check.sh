@@ -10,6 +10,9 @@
 #   benchmarks/gpu_check.sh --wheels DIR    # offline machine: install missing packages from wheels first
 #
 # Environment: PYTHON (default python3), IPPROMPT_CUDA_DEVICE (default cuda:0).
+# Needs torch with CUDA, diffusers>=0.40, transformers>=5, pydantic, typer, rich, jinja2, filelock,
+# safetensors, peft; torchao for the fp8 compute path. On a machine without network, download the
+# missing ones as wheels elsewhere (pip download --no-deps --only-binary=:all: ... -d DIR) and pass --wheels DIR.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

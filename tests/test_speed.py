@@ -125,3 +125,24 @@ def test_projection_table() -> None:
     assert 0.104 < seconds_per_step("NVIDIA H200", 896).seconds_per_step < 0.173
     unknown = seconds_per_step("NVIDIA GeForce RTX 4090", 1536)
     assert unknown.seconds_per_step is None and "unknown GPU" in unknown.source
+
+
+def test_gpu_check_smoke_runs_on_cpu(tmp_path: Path) -> None:
+    """The GPU check's Python part, end to end on the tiny model (eager rows; the shell script adds
+    compiled rows and the cuda tests, which skip here)."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    out = tmp_path / "gpu_check.md"
+    env = {**os.environ, "PYTHONPATH": str(repo), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, str(repo / "benchmarks" / "gpu_check.py"), "--smoke", "--no-compile", "--device", "cpu", "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = out.read_text()
+    for method in ("reference*", "default", "fast"):
+        assert f"| {method} | eager |" in table
+    assert "NFE" in table and out.with_suffix(".json").is_file()
