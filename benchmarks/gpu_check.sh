@@ -19,12 +19,12 @@ cd "$ROOT"
 PY="${PYTHON:-python3}"
 SMOKE=()
 WHEELS=""
-OUT="benchmarks/gpu_check.md"
+MD_OUT="benchmarks/gpu_check.md"
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --smoke) SMOKE=(--smoke); OUT="${OUT_SMOKE:-$(mktemp -d)/gpu_check_smoke.md}"; shift ;;
+    --smoke) SMOKE=(--smoke); MD_OUT="$(mktemp -d)/gpu_check_smoke.md"; shift ;;
     --wheels) WHEELS="$2"; shift 2 ;;
-    --out) OUT="$2"; shift 2 ;;
+    --out) MD_OUT="$2"; shift 2 ;;
     *) echo "unknown option: $1 (see the header of $0)" >&2; exit 2 ;;
   esac
 done
@@ -35,9 +35,8 @@ if [[ -n "$WHEELS" ]]; then
 fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
 DEVICE="${IPPROMPT_CUDA_DEVICE:-auto}"
-[[ ${#SMOKE[@]} -gt 0 && "$DEVICE" == "auto" ]] && DEVICE=auto
 "$PY" -c "import torch; print('torch', torch.__version__, '| CUDA:', torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none')"
 status=0
-"$PY" benchmarks/gpu_check.py "${SMOKE[@]}" --device "$DEVICE" --out "$OUT" || status=$?
+"$PY" benchmarks/gpu_check.py "${SMOKE[@]}" --device "$DEVICE" --out "$MD_OUT" || status=$?
 "$PY" -m pytest -q -p no:cacheprovider -m cuda tests/test_cuda.py || status=$?
 exit $status
