@@ -1,7 +1,11 @@
-"""Benchmark one panel: exhaustive (reference) vs pruned DVP search.
+"""Benchmark one panel: exhaustive (DVP without pruning) vs the default pruned DVP search.
 
-Reports transformer evaluations (NFE), seconds per panel and peak GPU memory for each search
-mode on the same arrangements, seed and settings, and whether both chose the same pixels.
+Reports transformer evaluations (NFE), seconds per panel, peak GPU memory, and host time per
+candidate (everything but the transformer: canvases, previews and decodes, scoring, and writing the
+inspection files the way a run does) for each search mode on the same references, seed and
+settings, and whether both chose the same pixels. Search settings are the code's own defaults
+unless given, so the same script measures an older checkout too (run it with that checkout first
+on PYTHONPATH).
 
   python benchmarks/bench_panel.py --size tiny             # test models on the CPU (< 2 min)
   python benchmarks/bench_panel.py --size full             # real FLUX.1-Fill-dev shapes, random weights, GPU
@@ -85,22 +89,91 @@ def make_refs(folder: Path, elements: int, per_element: int, size: int) -> tuple
     return tuple(ranked)
 
 
-def run_mode(backend: FluxFillBackend, scorer: Scorer, spec: GridSpec, settings: SearchSettings, prompt: PanelPrompt) -> dict:
-    cuda = backend.device.type == "cuda"
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
+class TransformerClock:
+    """Wall time spent inside the transformer's forward (synchronised on CUDA)."""
+
+    def __init__(self, transformer: torch.nn.Module, cuda: bool) -> None:
+        self.seconds = 0.0
+        self._t0 = 0.0
+        self.cuda = cuda
+        self.handles = [transformer.register_forward_pre_hook(self._pre), transformer.register_forward_hook(self._post)]
+
+    def _sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+
+    def _pre(self, *args: object) -> None:
+        self._sync()
+        self._t0 = time.perf_counter()
+
+    def _post(self, *args: object) -> None:
+        self._sync()
+        self.seconds += time.perf_counter() - self._t0
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def commit_like_a_run(result, spec: GridSpec, prompt: PanelPrompt, settings: SearchSettings, folder: Path) -> tuple[float, float]:
+    """Write the panel's inspection files through the run folder, as the local runner does.
+
+    Returns (seconds the next panel waits, seconds of writing in all): with a background writer
+    the wait is only handing the result over.
+    """
+    from ipprompt.dvp.elements import Element
+    from ipprompt.execute import PanelResult
+    from ipprompt.plan import Overlay, PanelJob
+    from ipprompt.runfolder import RunFolder
+    from ipprompt.story import Generation
+
+    fields = {k: getattr(settings, k) for k in ("candidates", "rounds", "steps", "search", "preview_step", "keep", "refine") if hasattr(settings, k)}
+    # Not validated: smoke runs use canvases below the story schema's minimum tile.
+    gen = Generation.model_construct(**{**Generation().model_dump(), "tile": spec.tile, "grid": spec.grid, **fields})
+    job = PanelJob(number=1, text=prompt.text, description=prompt.text, elements=tuple(Element("action", t) for t in prompt.element_texts),
+                   ranked=prompt.ranked, pinned=(), seed=prompt.seed, reroll=0, settings=gen, machine_key={},
+                   overlay=Overlay(prompt.text, None, (), (), None))
+    run = RunFolder(folder)
+    panel = PanelResult(job, result, 0.0, None, {})
     started = time.perf_counter()
-    search = CandidateSearch(backend, scorer, spec, settings)
-    result = search.run(prompt)
+    if hasattr(run, "commit_async"):
+        run.commit_async(panel)
+        waited = time.perf_counter() - started
+        run.flush()
+    else:
+        run.commit(panel)
+        waited = time.perf_counter() - started
+    return waited, time.perf_counter() - started
+
+
+def run_mode(backend: FluxFillBackend, scorer: Scorer, spec: GridSpec, settings: SearchSettings, prompt: PanelPrompt, folder: Path | None = None) -> dict:
+    cuda = backend.device.type == "cuda"
+    device = backend.device if cuda else None
     if cuda:
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    clock = TransformerClock(backend.pipe.transformer, cuda)
+    started = time.perf_counter()
+    try:
+        search = CandidateSearch(backend, scorer, spec, settings)
+        result = search.run(prompt)
+        if cuda:
+            torch.cuda.synchronize(device)
+    finally:
+        clock.remove()
     seconds = time.perf_counter() - started
+    waited = written = 0.0
+    if folder is not None:
+        waited, written = commit_like_a_run(result, spec, prompt, settings, folder)
+    n = len(result.candidates)
     return {
         "search": settings.search,
         "nfe": result.nfe,
         "seconds": round(seconds, 3),
-        "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
+        "transformer_seconds": round(clock.seconds, 3),
+        "host_s_per_candidate": round((seconds - clock.seconds + waited) / n, 4),
+        "write_seconds_total": round(written, 3),
+        "peak_gpu_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if cuda else None,
         "candidates": len(result.candidates),
         "finished": sum(c.finished for c in result.candidates),
         "rounds_run": result.rounds_run,
@@ -115,11 +188,18 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tile", type=int, default=None, help="px per cell [tiny: 128, full: 512]")
     parser.add_argument("--grid", type=int, default=3)
-    parser.add_argument("--candidates", type=int, default=6)
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--preview-step", type=int, default=12)
-    parser.add_argument("--keep", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=0, help="refinement rounds (0: the first round only, comparable NFE)")
+    parser.add_argument("--candidates", type=int, default=None, help="[the code's default]")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--preview-step", type=int, default=None)
+    parser.add_argument("--keep", type=int, default=None)
+    parser.add_argument("--refine", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=None, help="refinement rounds [the code's default]")
+    parser.add_argument("--modes", default="exhaustive,pruned",
+                        help="comma-separated: exhaustive, pruned, reference (the reference method's budget: every "
+                             "first-round arrangement finished, no refinement)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per mode; the median by host time is reported")
+    parser.add_argument("--fast", action="store_true", help="--fast's step settings (8 steps); with --lora, its LoRA too")
+    parser.add_argument("--lora", action="append", default=[], help="LoRA to fuse (ID_OR_PATH[:SCALE]); repeatable")
     parser.add_argument("--elements", type=int, default=3)
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--offload", default="none", choices=("none", "model", "sequential"))
@@ -140,17 +220,39 @@ def main() -> None:
         else:
             model = build_full_pipeline(tmp_path / "flux", tuple(args.blocks) if args.blocks else None)
         encoder = ClipEncoder.load(str(build_tiny_clip(tmp_path / "clip")), device="cpu")
-        backend = FluxFillBackend.load(str(model), MachineOptions(device=args.device, offload=args.offload, quantize=args.quantize, compile=args.compile))
+        machine = MachineOptions(device=args.device, offload=args.offload, quantize=args.quantize, compile=args.compile)
+        backend = FluxFillBackend.load(str(model), machine, loras=args.lora) if args.lora else FluxFillBackend.load(str(model), machine)
         refs = make_refs(tmp_path, args.elements, 9, min(tile, 512))
         prompt = PanelPrompt("a girl in a yellow raincoat climbs the lighthouse stairs",
                              tuple(f"element {i}" for i in range(args.elements)), refs, (), seed=0)
-        base = dict(candidates=args.candidates, rounds=args.rounds, steps=args.steps, preview_step=args.preview_step, keep=args.keep)
-        if args.compile:  # warm-up so compile time is not counted
-            run_mode(backend, Scorer(encoder), spec, SearchSettings(**{**base, "candidates": 1, "steps": 2}, search="exhaustive"), prompt)
-        rows = [run_mode(backend, Scorer(encoder), spec, SearchSettings(**base, search=mode), prompt) for mode in ("exhaustive", "pruned")]
+        if args.fast:
+            from ipprompt.story import FAST_DEFAULTS
 
-    ex, pr = rows
-    same = bool(np.array_equal(ex.pop("image"), pr.pop("image")))
+            args.steps = args.steps or FAST_DEFAULTS["steps"]
+            args.preview_step = args.preview_step or FAST_DEFAULTS["preview_step"]
+        given = dict(candidates=args.candidates, rounds=args.rounds, steps=args.steps, preview_step=args.preview_step, keep=args.keep, refine=args.refine)
+        fields = SearchSettings.__dataclass_fields__
+        base = {k: v for k, v in given.items() if v is not None and k in fields}
+        base = {k: getattr(SearchSettings(**base), k) for k in ("candidates", "rounds", "steps", "preview_step", "keep", "refine") if k in fields}
+        # Warm-up (first calls, thread pools, compile) so that one-off costs are not counted.
+        run_mode(backend, Scorer(encoder), spec, SearchSettings(**{**base, "candidates": 1, "rounds": 0, "steps": 2}, search="exhaustive"), prompt)
+        def settings_for(mode: str) -> SearchSettings:
+            if mode == "reference":  # stand-in until --method reference lands: 6 x steps, no refinement
+                return SearchSettings(**{**base, "rounds": 0}, search="exhaustive")
+            return SearchSettings(**base, search=mode)
+
+        rows = []
+        for mode in args.modes.split(","):
+            # The median of --repeat runs by host time (shared machines are noisy).
+            tries = [run_mode(backend, Scorer(encoder), spec, settings_for(mode), prompt, tmp_path / f"run-{mode}-{i}") for i in range(args.repeat)]
+            row = sorted(tries, key=lambda r: r["host_s_per_candidate"])[len(tries) // 2]
+            row["search"] = mode
+            row["host_s_per_candidate_all"] = [r["host_s_per_candidate"] for r in tries]
+            rows.append(row)
+
+    ex, pr = rows[0], rows[-1]
+    images = [r.pop("image") for r in rows]
+    same = bool(np.array_equal(images[0], images[-1]))
     device = torch.cuda.get_device_name(0) if backend.device.type == "cuda" else platform.processor() or "cpu"
     report = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -158,11 +260,12 @@ def main() -> None:
         "canvas": spec.size, "settings": {**base, "compile": args.compile, "offload": args.offload, "quantize": args.quantize},
         "results": rows, "same_pixels": same, "nfe_ratio": round(pr["nfe"] / ex["nfe"], 3), "speedup": round(ex["seconds"] / pr["seconds"], 2),
     }
-    print(f"\nOne panel, {args.size} model on {device}, canvas {spec.size}px, {args.candidates} candidates, {args.steps} steps, rounds={args.rounds}")
-    print(f"{'search':<11} {'NFE':>5} {'s/panel':>9} {'peak GPU':>9} {'finished':>9} {'chosen':>7}")
+    print(f"\nOne panel, {args.size} model on {device}, canvas {spec.size}px, settings {base}")
+    print(f"{'search':<11} {'NFE':>5} {'s/panel':>9} {'host s/cand':>12} {'writes s':>9} {'peak GPU':>9} {'cands':>6} {'finished':>9} {'chosen':>7}")
     for r in rows:
         peak = f"{r['peak_gpu_gib']:.1f}G" if r["peak_gpu_gib"] is not None else "-"
-        print(f"{r['search']:<11} {r['nfe']:>5} {r['seconds']:>9.2f} {peak:>9} {r['finished']:>9} {r['chosen']:>7}")
+        print(f"{r['search']:<11} {r['nfe']:>5} {r['seconds']:>9.2f} {r['host_s_per_candidate']:>12.4f} {r['write_seconds_total']:>9.2f} {peak:>9} "
+              f"{r['candidates']:>6} {r['finished']:>9} {r['chosen']:>7}")
     print(f"pruned/exhaustive NFE: {report['nfe_ratio']}, speed-up: {report['speedup']}x, same chosen pixels: {same}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")

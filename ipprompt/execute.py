@@ -73,6 +73,7 @@ def search_settings(job: PanelJob) -> SearchSettings:
         preview_step=s.preview_step,
         keep=s.keep,
         method=s.method,
+        refine=s.refine,
     )
 
 

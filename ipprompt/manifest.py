@@ -105,6 +105,13 @@ class CharacterEntry(_Model):
     name: str | None = None
 
 
+class LoraEntry(_Model):
+    """A LoRA fused into the generator for a panel (``--fast``'s few-step LoRA or ``--lora``)."""
+
+    source: str
+    scale: float = 1.0
+
+
 class PanelEntry(_Model):
     """A panel: its story text (always as the story says now) and, when done, how it was made."""
 
@@ -136,6 +143,8 @@ class PanelEntry(_Model):
     image: str | None = None
     settings: dict[str, Any] = {}
     machine: dict[str, Any] = {}
+    fast: bool = False  # made in --fast mode (few-step LoRA)
+    loras: list[LoraEntry] = []  # every LoRA fused into the generator, the fast one first
     rounds_run: int | None = None
     nfe: int = 0
     seconds: float = 0.0

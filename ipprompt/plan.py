@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ipprompt.backends.lora import lora_fingerprint
 from ipprompt.dvp.elements import Element, extract_elements, panel_description, panel_text
 from ipprompt.dvp.layout import RefImage
 from ipprompt.dvp.reference import reference_problems, reference_prompt
@@ -23,10 +24,13 @@ from ipprompt.theme.importer import sha256_hex
 
 RETRIEVAL_K = 9
 EXCLUDE_TOP = 3
-KEY_VERSION = "ipprompt-panel-3"  # 3: fair DVP scores and orderings choose other winners
+KEY_VERSION = "ipprompt-panel-3"  # 3: fair DVP scores; pruned search refines on previews, finishes the best at the end
 # Settings that decide a panel's pixels. Offload and compile do not change them; the compute
 # dtype (bf16 on a GPU, fp32 on a CPU), quantization and VAE tiling do, and join the key too.
-KEY_SETTINGS = ("backend", "model", "encoder", "tile", "grid", "steps", "guidance", "candidates", "rounds", "search", "preview_step", "keep", "continuity", "method")
+KEY_SETTINGS = (
+    "backend", "model", "encoder", "tile", "grid", "steps", "guidance", "candidates", "rounds", "search", "preview_step", "keep",
+    "refine", "continuity", "method", "fast",
+)
 # A reroll moves the seed this far per reroll: far from ``seed + panel number`` of other panels.
 REROLL_STRIDE = 1_000_003
 
@@ -110,6 +114,7 @@ def panel_key(job: PanelJob) -> str:
         "pinned": [p.sha256 for p in job.pinned],
         "seed": job.seed,
         "settings": {k: getattr(job.settings, k) for k in KEY_SETTINGS},
+        "loras": [lora_fingerprint(s) for s in job.settings.lora_specs],
         "continuity_from": job.continuity_from,
         **job.machine_key,
     }

@@ -34,7 +34,7 @@ from ipprompt.progress import RunProgress, SilentProgress
 from ipprompt.ray_runner import RayRunner, check_ray_options
 from ipprompt.runfolder import RunFolder, overlay_fields, pending_entry
 from ipprompt.runner import LocalRunner
-from ipprompt.story import Generation, Story, load_story
+from ipprompt.story import FAST_DEFAULTS, Generation, Story, load_story
 
 MIN_THEME_IMAGES = 3
 
@@ -75,8 +75,13 @@ def parse_panel_selection(text: str, total: int) -> list[int]:
 def apply_overrides(generation: Generation, overrides: dict[str, Any]) -> Generation:
     """The story's [generation] with command-line values on top, validated by the same schema."""
     given = {k: v for k, v in overrides.items() if v is not None}
+    # Only what the story wrote, so that keys with mode-dependent defaults (--fast) follow the mode;
+    # a --fast given here also outranks the story's steps/preview_step (not this command's own).
+    written = generation.model_dump(exclude_unset=True)
+    if given.get("fast"):
+        written = {k: v for k, v in written.items() if k not in FAST_DEFAULTS}
     try:
-        return Generation.model_validate({**generation.model_dump(), **given})
+        return Generation.model_validate({**written, **given})
     except ValidationError as exc:
         problems = []
         for e in exc.errors():
@@ -178,7 +183,7 @@ def run_story(
     machine = MachineOptions(device=device, offload=offload, quantize=quantize, vae_tiling=vae_tiling, compile=compile, attention=attention)
     check_ray_options(ray, workers, machine)
     if backend_instance is None and ray is None:  # Ray workers check on their own nodes
-        check_inputs(settings.backend, machine)
+        check_inputs(settings.backend, machine, settings.lora_specs)
     numbers = parse_panel_selection(panels, len(story.panels)) if isinstance(panels, str) else (panels or list(range(1, len(story.panels) + 1)))
     if reroll and panels is None:
         raise IppromptError("--reroll needs --panels: say which panels to make again.", "Example: --panels 3 --reroll")
@@ -189,7 +194,7 @@ def run_story(
     for note in folder.notes:
         progress.note(note)
     # 3. theme and encoder
-    encoder = encoder_instance if encoder_instance is not None else create_encoder(settings, progress.note)
+    encoder = encoder_instance if encoder_instance is not None else create_encoder(settings, progress.note, machine.device)
     library = open_theme(story, encoder, progress)
     # 4. the manifest says what this run is before any panel is made
     manifest = folder.update(lambda m: describe_run(m, story, settings, library, encoder, machine))

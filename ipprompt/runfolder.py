@@ -13,6 +13,7 @@ import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 from filelock import FileLock
 
 from ipprompt.atomic import atomic_save_image, atomic_write_bytes, atomic_write_text, remove_stale_temporaries
+from ipprompt.backends.lora import parse_lora
 from ipprompt.dvp.layout import RefImage, target_mask
 from ipprompt.errors import IppromptError
 from ipprompt.manifest import (
@@ -30,6 +32,7 @@ from ipprompt.manifest import (
     CharacterEntry,
     DialogueEntry,
     ElementEntry,
+    LoraEntry,
     ManifestError,
     PanelEntry,
     RefEntry,
@@ -41,11 +44,20 @@ from ipprompt.manifest import (
 )
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from ipprompt.execute import PanelResult
     from ipprompt.finish import FinishedPick
     from ipprompt.plan import Overlay
 
 THUMB_PX = 256
+# Visual prompts of candidates that were not chosen: the inspector shows them as thumbnails with a
+# zoom, and the exact canvas can be rebuilt from the arrangement and the references, so a JPEG at
+# half size says all they have to say at a fraction of a full-size PNG's encoding time (a 1536 px
+# grid PNG costs ~0.3 s; a panel has up to 10 grids). The chosen one stays full-size and lossless:
+# it is the exact visual prompt of the panel.
+GRID_PREVIEW_SIDE = 768
+GRID_PREVIEW_QUALITY = 85
 LOCK = ".manifest.lock"
 PANEL_RECORD = "panel.json"
 
@@ -56,6 +68,8 @@ class RunFolder:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.notes: list[str] = []
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: list[Future[PanelEntry]] = []
 
     # ------------------------------------------------------------------ paths
     @property
@@ -232,6 +246,24 @@ class RunFolder:
     def _ref_entry(self, ref: RefImage) -> RefEntry:
         return RefEntry(sha256=ref.sha256, caption=ref.caption, score=ref.score, file=ref.path.name, thumb=self.thumb(ref))
 
+    def commit_async(self, result: "PanelResult") -> "Future[PanelEntry]":
+        """``commit`` on a background writer thread, so the GPU starts the next panel meanwhile.
+
+        One writer thread keeps commits in order; each still writes files, then the panel record,
+        then the manifest entry, so the manifest never names a panel done before its files exist.
+        Call ``flush`` before reading what a commit writes (continuity, rendering).
+        """
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipprompt-writer")
+        future = self._writer.submit(self.commit, result)
+        self._pending.append(future)
+        return future
+
+    def flush(self) -> list[PanelEntry]:
+        """Wait for every background commit; the first write error is raised here."""
+        pending, self._pending = self._pending, []
+        return [f.result() for f in pending]
+
     def commit(self, result: "PanelResult") -> PanelEntry:
         """Write a made panel's files, its record, then its manifest entry (in that order)."""
         job, search = result.job, result.search
@@ -242,8 +274,7 @@ class RunFolder:
         atomic_save_image(pdir / "mask.png", target_mask(grid_spec(job)))
         candidates = []
         for c in search.candidates:
-            grid_path, cand_path = pdir / f"grid-{c.index}.png", pdir / f"cand-{c.index}.png"
-            atomic_save_image(grid_path, c.canvas)
+            grid_path, cand_path = self._save_grid(pdir, c.index, c.canvas, chosen=c.index == search.chosen), pdir / f"cand-{c.index}.png"
             if c.cell is not None:
                 atomic_save_image(cand_path, c.cell)
             cells = [
@@ -290,6 +321,8 @@ class RunFolder:
                 image=self.rel(self.panel_image(n)),
                 settings=job.settings.model_dump(),
                 machine=result.machine,
+                fast=job.settings.fast,
+                loras=[LoraEntry(source=spec.source, scale=spec.scale) for spec in map(parse_lora, job.settings.lora_specs)],
                 rounds_run=search.rounds_run,
                 nfe=search.nfe,
                 seconds=result.seconds,
@@ -345,6 +378,19 @@ class RunFolder:
         self.update(change)
         self.write_record(result["entry"])
         return result["entry"]
+
+
+    @staticmethod
+    def _save_grid(pdir: Path, index: int, canvas: "Image.Image", *, chosen: bool) -> Path:
+        if chosen:
+            path = pdir / f"grid-{index}.png"
+            atomic_save_image(path, canvas)
+            return path
+        path = pdir / f"grid-{index}.jpg"
+        small = canvas.copy()
+        small.thumbnail((GRID_PREVIEW_SIDE, GRID_PREVIEW_SIDE))
+        atomic_save_image(path, small, quality=GRID_PREVIEW_QUALITY)
+        return path
 
 
 def pending_entry(number: int, overlay: "Overlay") -> PanelEntry:

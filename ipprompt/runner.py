@@ -110,7 +110,16 @@ class LocalRunner:
     def run(self, jobs: Sequence[PanelJob], *, force: bool = False) -> Outcome:
         outcome = Outcome()
         self.progress.start_run(len(jobs), denoising=self.settings.backend != "preview")
+        try:
+            self._run(jobs, force, outcome)
+        finally:
+            self.folder.flush()  # every panel's files, record and manifest entry are on disk
+        return outcome
+
+    def _run(self, jobs: Sequence[PanelJob], force: bool, outcome: Outcome) -> None:
         for i, job in enumerate(jobs):
+            if job.waiting:
+                self.folder.flush()  # the previous panel's image must be on disk
             manifest = self.folder.read() or RunManifest()
             job = resolve_continuity(job, self.folder, manifest)
             old = manifest.panel(job.number)
@@ -132,7 +141,8 @@ class LocalRunner:
             self.progress.start_panel(job.number, job.overlay.prompt)
             self.folder.begin_panel(job.number, job.overlay)
             result = execute(job, backend, self.scorer, self.progress)
-            self.folder.commit(result)
+            # Written while the GPU makes the next panel; at most one commit waits at a time.
+            self.folder.flush()
+            self.folder.commit_async(result)
             outcome.generated.append(job.number)
             self.progress.end_panel(reused=False)
-        return outcome

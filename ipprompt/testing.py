@@ -235,3 +235,42 @@ def build_tiny_dinov2(path: str | Path, seed: int = 0, image_size: int = 28) -> 
     model.save_pretrained(path, safe_serialization=True)
     image_processor.save_pretrained(path)
     return path
+
+
+def build_tiny_lora(path: str | Path, *, seed: int = 1, rank: int = 2, from_dev: bool = True) -> Path:
+    """Save a LoRA for the tiny FLUX Fill transformer in the diffusers LoRA format (one .safetensors).
+
+    With ``from_dev`` the LoRA is trained-shaped for a tiny FLUX.1-dev-like transformer (plain
+    latent input, 4·C channels) and also adapts ``x_embedder``, as FLUX.1-Turbo-Alpha does: loading
+    it into Fill exercises diffusers' widening of the LoRA to Fill's input (its PR #10259). The
+    weights are random and non-zero, so the LoRA visibly changes the output.
+    """
+    import torch
+    from diffusers import FluxFillPipeline, FluxTransformer2DModel
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    latent_channels, scale = 4, 8
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=4 * latent_channels if from_dev else 8 * latent_channels + 4 * scale * scale,
+        out_channels=4 * latent_channels,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        guidance_embeds=True,
+        axes_dims_rope=(4, 6, 6),
+    )
+    targets = ["to_q", "to_k", "to_v", "to_out.0", "x_embedder"]
+    transformer.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=targets, init_lora_weights=False))
+    with torch.no_grad():
+        for name, p in transformer.named_parameters():
+            if "lora_" in name:
+                p.mul_(4.0)  # strong enough to change a few-step image of random weights
+    layers = get_peft_model_state_dict(transformer)
+    FluxFillPipeline.save_lora_weights(path, transformer_lora_layers=layers, safe_serialization=True)
+    return path

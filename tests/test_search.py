@@ -1,4 +1,4 @@
-"""Candidate search: NFE of pruned vs exhaustive, identical winners, refinement rounds."""
+"""Candidate search: NFE budgets of pruned vs exhaustive, identical pixels, refinement rounds."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def open_image(ref: RefImage) -> Image.Image:
 
 
 def run_search(backend, encoder, prompt, **settings):  # type: ignore[no-untyped-def]
-    s = SearchSettings(**{"candidates": 6, "rounds": 0, "steps": 50, "preview_step": 12, "keep": 2, **settings})
+    s = SearchSettings(**{"candidates": 6, "rounds": 0, "steps": 50, "preview_step": 6, "keep": 1, **settings})
     calls: list[int] = []
     hook = backend.pipe.transformer.register_forward_hook(lambda *a: calls.append(1))
     try:
@@ -68,21 +68,47 @@ def exhaustive(backend, encoder, prompt):  # type: ignore[no-untyped-def]
     return run_search(backend, encoder, prompt, search="exhaustive")
 
 
-def test_pruned_uses_at_most_half_the_nfe(backend, encoder, prompt, exhaustive) -> None:  # type: ignore[no-untyped-def]
+def test_exhaustive_finishes_every_arrangement(exhaustive) -> None:  # type: ignore[no-untyped-def]
     result, calls = exhaustive
     assert calls == result.nfe == 6 * 50 == 300
-    pruned, pruned_calls = run_search(backend, encoder, prompt, search="pruned")
-    assert pruned_calls == pruned.nfe == 6 * 12 + 2 * 38 == 148
-    assert pruned_calls <= calls / 2
-    assert sum(c.finished for c in pruned.candidates) == 2
-    assert sum(c.pruned for c in pruned.candidates) == 4
+    assert all(c.finished and not c.pruned for c in result.candidates)
 
 
-def test_pruned_and_exhaustive_choose_identical_pixels_when_winner_survives(backend, encoder, prompt, exhaustive) -> None:  # type: ignore[no-untyped-def]
+def test_pruned_first_round_previews_all_and_finishes_one(backend, encoder, prompt) -> None:  # type: ignore[no-untyped-def]
+    pruned, calls = run_search(backend, encoder, prompt, search="pruned")
+    assert calls == pruned.nfe == 6 * 6 + 44 == 80
+    assert sum(c.finished for c in pruned.candidates) == 1 and sum(c.pruned for c in pruned.candidates) == 5
+    for c in pruned.candidates:  # previewed candidates keep their preview image and scores
+        assert c.cell is not None and c.preview_scores is not None
+        assert c.steps_run == (50 if c.finished else 6)
+
+
+def test_default_budget_with_refinement_is_at_most_120_nfe(backend, encoder, prompt) -> None:  # type: ignore[no-untyped-def]
+    settings = SearchSettings()  # the defaults: 6 candidates, 2 rounds of 2 refinements, preview at 6 of 50, keep 1
+    assert settings.budget(6) == 6 * 6 + 2 * 2 * 6 + 44 == 104 <= 120
+    result, calls = run_search(backend, encoder, prompt, rounds=2, refine=2)
+    assert calls == result.nfe <= settings.budget(6)
+    assert len(result.candidates) >= 6 and result.rounds_run >= 2, "still tries >= 6 arrangements and refines"
+    assert all(c.round == 0 for c in result.candidates[:6]) and any(c.round > 0 for c in result.candidates)
+    assert sum(c.finished for c in result.candidates) == 1
+
+
+def test_finished_panel_equals_an_uninterrupted_run_of_its_arrangement(backend, encoder, prompt) -> None:  # type: ignore[no-untyped-def]
+    from ipprompt.backends.base import fill
+    from ipprompt.dvp.layout import crop_target
+
+    result, _ = run_search(backend, encoder, prompt, rounds=1, refine=2, steps=12, preview_step=3)
+    winner = result.candidates[result.chosen]
+    search = CandidateSearch(backend, Scorer(encoder), SPEC, SearchSettings(steps=12))
+    full = fill(backend, search._job(winner.arrangement, prompt))
+    assert np.array_equal(np.array(result.image), np.array(crop_target(SPEC, full)))
+
+
+def test_pruned_and_exhaustive_choose_identical_pixels_when_winner_is_finished(backend, encoder, prompt, exhaustive) -> None:  # type: ignore[no-untyped-def]
     ex_result, _ = exhaustive
     pruned, _ = run_search(backend, encoder, prompt, search="pruned", keep=4)
     survivors = {c.index for c in pruned.candidates if c.finished}
-    assert ex_result.chosen in survivors, "set up so that the exhaustive winner survives the cut"
+    assert ex_result.chosen in survivors, "set up so that the exhaustive winner is among the finished"
     assert pruned.chosen == ex_result.chosen
     assert np.array_equal(np.array(pruned.image), np.array(ex_result.image))
     # Finished candidates are the same pixels in both modes (pausing changes nothing).

@@ -8,6 +8,7 @@ things in the same words. ``create_backend`` then only loads.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 OFFLOAD_MODES = ("none", "model", "sequential")
 QUANTIZE_MODES = ("none", "fp8", "nf4")
 ATTENTION_BACKENDS = ("native", "flash", "_flash_3", "sage")
+# fp8 matrix units (Ada, Hopper, Blackwell): compute capability 8.9 and up.
+FP8_COMPUTE_CAPABILITY = (8, 9)
 
 Note = Callable[[str], None]
 
@@ -61,7 +64,44 @@ def resolve_device(requested: str) -> Any:
     return device
 
 
-def _problems(backend: str, machine: MachineOptions) -> list[str]:
+def fp8_kind(device: Any) -> tuple[str, str]:
+    """Which fp8 ``--quantize fp8`` gives on ``device``: ``("torchao", why)`` or ``("layerwise", why)``.
+
+    torchao's float8 dynamic activation + weight quantization multiplies in fp8 on the matrix
+    units of compute capability >= 8.9 (a real speed-up with --compile). Elsewhere fp8 is only a
+    storage format: weights are kept in fp8 and cast to bf16 layer by layer (half the memory, no
+    speed-up), which works on any GPU and on the CPU.
+    """
+    import torch
+
+    if getattr(device, "type", str(device)) != "cuda":
+        return "layerwise", "no CUDA GPU: fp8 weight storage, computing in the model's dtype"
+    major, minor = torch.cuda.get_device_capability(device)
+    if (major, minor) < FP8_COMPUTE_CAPABILITY:
+        return "layerwise", f"compute capability {major}.{minor} < 8.9 has no fp8 matmul: fp8 weight storage, bf16 compute"
+    try:
+        import torchao  # noqa: F401
+    except ImportError:
+        return "layerwise", f"compute capability {major}.{minor} has fp8 matmul, but torchao is not installed (pip install torchao): fp8 storage, bf16 compute"
+    return "torchao", f"compute capability {major}.{minor}: torchao float8 dynamic activation + weight (fp8 matmul)"
+
+
+def _attention_problem(attention: str, cuda: bool) -> str | None:
+    """Why an attention kernel cannot be used here (None when it can)."""
+    if attention == "native":
+        return None
+    if not cuda:
+        return f"--attention {attention} needs a CUDA GPU; on the CPU use --attention native"
+    try:
+        from diffusers.models.attention_dispatch import AttentionBackendName, _check_attention_backend_requirements
+
+        _check_attention_backend_requirements(AttentionBackendName(attention))
+    except (RuntimeError, ValueError, ImportError) as exc:
+        return f"--attention {attention} cannot be used: {str(exc).splitlines()[0]}"
+    return None
+
+
+def _problems(backend: str, machine: MachineOptions, loras: Sequence[str] = ()) -> list[str]:
     """Every reason the combination cannot run on this machine (empty when it can)."""
     problems: list[str] = []
     for name, value, allowed in (
@@ -80,6 +120,25 @@ def _problems(backend: str, machine: MachineOptions) -> list[str]:
     cuda = device.type == "cuda"
     if machine.offload == "sequential" and not cuda:
         problems.append("--offload sequential needs a CUDA GPU (it streams each layer to the GPU); on the CPU use --offload none")
+    if machine.compile and machine.offload == "sequential":
+        problems.append(
+            "--compile with --offload sequential: every layer is streamed from the CPU at every step, so compiling "
+            "cannot speed it up (and breaks on the offload hooks); use --offload model with --compile, or drop --compile"
+        )
+    if machine.compile and machine.quantize == "fp8" and fp8_kind(device)[0] == "layerwise":
+        problems.append(
+            "--compile with --quantize fp8 needs fp8 matmul (a GPU of compute capability 8.9 or newer, with torchao): "
+            f"here fp8 is layerwise weight storage ({fp8_kind(device)[1]}), whose per-layer casts cannot be compiled; "
+            "drop --compile, or use --quantize none with --compile"
+        )
+    if machine.compile and machine.quantize == "nf4":
+        problems.append("--compile with --quantize nf4: bitsandbytes 4-bit layers do not compile; use --quantize fp8 with --compile")
+    attention = _attention_problem(machine.attention, cuda)
+    if attention:
+        problems.append(attention)
+    from ipprompt.backends.lora import lora_problems
+
+    problems.extend(lora_problems(list(loras)))
     if machine.quantize == "nf4":
         if not cuda:
             problems.append("--quantize nf4 needs a CUDA GPU (bitsandbytes 4-bit kernels); use --quantize fp8 on this machine")
@@ -91,9 +150,9 @@ def _problems(backend: str, machine: MachineOptions) -> list[str]:
     return problems
 
 
-def check_inputs(backend: str, machine: MachineOptions) -> None:
+def check_inputs(backend: str, machine: MachineOptions, loras: Sequence[str] = ()) -> None:
     """Refuse impossible option combinations before any model loads (all problems at once)."""
-    problems = _problems(backend, machine)
+    problems = _problems(backend, machine, loras)
     if problems:
         head = problems[0] if len(problems) == 1 else f"{len(problems)} problems with the options:\n" + "\n".join(f"  - {p}" for p in problems)
         raise IppromptError(head, "`ipprompt doctor` shows what this machine supports and suggests a memory mode.")
@@ -108,7 +167,7 @@ def planned_dtype(backend: str, machine: MachineOptions) -> str | None:
 
 def create_backend(settings: "Generation", machine: MachineOptions, note: Note | None = None) -> "Backend":
     """Load the generator the settings name, placed and configured as the machine options say."""
-    check_inputs(settings.backend, machine)
+    check_inputs(settings.backend, machine, settings.lora_specs)
     if settings.backend == "preview":
         from ipprompt.backends.preview import PreviewBackend
 
@@ -120,7 +179,7 @@ def create_backend(settings: "Generation", machine: MachineOptions, note: Note |
             "warning: no CUDA GPU: FLUX Fill runs on the CPU, which takes hours per panel for the "
             "full-size model. Use --backend preview to plan, or --device to choose."
         )
-    return FluxFillBackend.load(settings.model, machine)
+    return FluxFillBackend.load(settings.model, machine, loras=settings.lora_specs)
 
 
 def model_available_locally(model_id: str) -> bool:
@@ -136,9 +195,10 @@ def model_available_locally(model_id: str) -> bool:
         return False
 
 
-def create_encoder(settings: "Generation", note: Note) -> Any | None:
+def create_encoder(settings: "Generation", note: Note, device: str = "auto") -> Any | None:
     """The CLIP encoder for retrieval and scoring, or None (lexical retrieval), saying why.
 
+    It runs on the run's ``--device`` (``cuda:1`` puts CLIP beside the generator, not on GPU 0).
     The preview backend never downloads: it uses CLIP only when the model is already local.
     """
     from ipprompt.clip import load_encoder_or_none
@@ -149,7 +209,7 @@ def create_encoder(settings: "Generation", note: Note) -> Any | None:
             "matching references on captions and tags instead (no download)."
         )
         return None
-    encoder = load_encoder_or_none(settings.encoder, warn=note)
+    encoder = load_encoder_or_none(settings.encoder, device=None if device == "auto" else device, warn=note)
     if encoder is None and settings.backend != "preview":
         note(
             "Without CLIP, candidates are ranked by their references' retrieval scores, not by "

@@ -1,9 +1,10 @@
-"""The FLUX.1-Fill-dev backend: loading with memory options, and the step-wise protocol.
+"""The FLUX.1-Fill-dev backend: loading with memory and speed options, and the step-wise protocol.
 
-Loading is where users with 16-24 GB cards succeed or fail, so every memory lever lives here:
-model or sequential CPU offload, fp8 weight storage (layerwise casting: fp8 in memory, bf16
-compute, works on any GPU and on CPU), nf4 through bitsandbytes (CUDA only), VAE tiling, and
-``torch.compile`` of the repeated transformer blocks.
+Loading is where users with 16-24 GB cards succeed or fail, so every lever lives here: LoRAs
+(fused), model or sequential CPU offload, fp8 (torchao float8 compute on GPUs with fp8 matmul,
+else layerwise fp8 storage with bf16 compute, which works on any GPU and on CPU), nf4 through
+bitsandbytes (CUDA only), VAE tiling, the attention kernel, and ``torch.compile`` of the repeated
+transformer blocks.
 """
 
 from __future__ import annotations
@@ -19,33 +20,69 @@ from PIL import Image
 
 from ipprompt.backends.base import FillJob
 from ipprompt.backends.flux_sampler import FluxFillSampler, PromptEncoding, SamplerState
-from ipprompt.backends.factory import MachineOptions, check_inputs, resolve_device
+from ipprompt.backends.factory import MachineOptions, check_inputs, fp8_kind, resolve_device
+from ipprompt.backends.lora import apply_loras
 from ipprompt.errors import ModelUnavailable
 
-def _quantization_config(quantize: str) -> Any:
-    if quantize != "nf4":
-        return None
+def _quantization_config(quantize: str, fp8: str, loras: bool) -> Any:
+    """bitsandbytes nf4, or torchao float8 applied while loading (when no LoRA must be fused first)."""
     from diffusers.quantizers import PipelineQuantizationConfig
 
-    return PipelineQuantizationConfig(
-        quant_backend="bitsandbytes_4bit",
-        quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": torch.bfloat16},
-        components_to_quantize=["transformer", "text_encoder_2"],
-    )
+    if quantize == "nf4":
+        return PipelineQuantizationConfig(
+            quant_backend="bitsandbytes_4bit",
+            quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": torch.bfloat16},
+            components_to_quantize=["transformer", "text_encoder_2"],
+        )
+    if quantize == "fp8" and fp8 == "torchao" and not loras:
+        from torchao.quantization import Float8DynamicActivationFloat8WeightConfig
+
+        return PipelineQuantizationConfig(
+            quant_backend="torchao",
+            quant_kwargs={"quant_type": Float8DynamicActivationFloat8WeightConfig()},
+            components_to_quantize=["transformer"],
+        )
+    return None
 
 
-def load_flux_fill(model_id: str, options: MachineOptions) -> tuple[Any, torch.device, torch.dtype]:
+def _has_hooks(module: Any) -> bool:
+    """True when diffusers or accelerate hooks wrap layers inside the transformer's blocks."""
+    return any(getattr(m, "_diffusers_hook", None) is not None or hasattr(m, "_hf_hook") for m in module.modules())
+
+
+def _blocks(transformer: Any, class_name: str) -> list[Any]:
+    return [m for m in transformer.modules() if m.__class__.__name__ == class_name]
+
+
+# What torch.compile compiles with; tests set "aot_eager" (same graph capture, no C++ build).
+COMPILE_BACKEND = "inductor"
+
+
+def _compile(transformer: Any, options: MachineOptions) -> str:
+    """Regional compile: each repeated block once. ``fullgraph`` only where no hook sits inside
+    the blocks (model offload hooks sit on the whole transformer, outside them)."""
+    fullgraph = not any(_has_hooks(block) for name in transformer._repeated_blocks for block in _blocks(transformer, name))
+    transformer.compile_repeated_blocks(fullgraph=fullgraph, backend=COMPILE_BACKEND)
+    return "regional, fullgraph" if fullgraph else "regional"
+
+
+def load_flux_fill(model_id: str, options: MachineOptions, loras: list[str] | None = None) -> tuple[Any, torch.device, torch.dtype, dict[str, Any]]:
     """Load FluxFillPipeline from a hub id or a folder, placed on the device as the options say.
 
-    The options were checked by ``check_inputs`` (called again here, so direct library callers
-    get the same refusals).
+    Order matters: LoRAs are fused into full-precision weights first, then fp8 (torchao or
+    layerwise storage), then placement (offload hooks), attention kernel and compile last, so that
+    each step sees the weights the next one expects. The options were checked by
+    ``check_inputs`` (called again here, so direct library callers get the same refusals).
+    Returns the pipeline, device, dtype and what was applied (for the manifest).
     """
     from diffusers import FluxFillPipeline
 
-    check_inputs("flux-fill", options)
+    loras = list(loras or [])
+    check_inputs("flux-fill", options, loras)
     device = resolve_device(options.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    quant = _quantization_config(options.quantize)
+    fp8 = fp8_kind(device)[0] if options.quantize == "fp8" else None
+    quant = _quantization_config(options.quantize, fp8 or "", bool(loras))
     local = Path(model_id).expanduser()
     source = str(local) if local.is_dir() else model_id
     kwargs: dict[str, Any] = {"torch_dtype": dtype}
@@ -69,9 +106,18 @@ def load_flux_fill(model_id: str, options: MachineOptions) -> tuple[Any, torch.d
             raise ModelUnavailable(model_id, "FLUX Fill generator", "--model", exc) from None
         raise
     pipe.set_progress_bar_config(disable=True)
+    applied: dict[str, Any] = {"loras": apply_loras(pipe, loras)}
     if options.quantize == "fp8":
-        # fp8 storage, bf16/fp32 compute: halves the transformer's memory on any device.
-        pipe.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
+        if fp8 == "torchao":
+            if loras:  # fused LoRAs first, then quantize the fused weights
+                from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, quantize_
+
+                quantize_(pipe.transformer, Float8DynamicActivationFloat8WeightConfig(), device=device)
+            applied["fp8"] = "torchao float8 dynamic activation + weight"
+        else:
+            # fp8 storage, bf16/fp32 compute: halves the transformer's memory on any device.
+            pipe.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
+            applied["fp8"] = "layerwise fp8 storage"
     if options.offload == "model":
         pipe.enable_model_cpu_offload(device=device)
     elif options.offload == "sequential":
@@ -80,9 +126,11 @@ def load_flux_fill(model_id: str, options: MachineOptions) -> tuple[Any, torch.d
         pipe.to(device)  # bitsandbytes-quantized parts are already placed; diffusers leaves them
     if options.vae_tiling:
         pipe.vae.enable_tiling()
+    if options.attention != "native":
+        pipe.transformer.set_attention_backend(options.attention)
     if options.compile:
-        pipe.transformer.compile_repeated_blocks(fullgraph=True)
-    return pipe, device, dtype
+        applied["compiled"] = _compile(pipe.transformer, options)
+    return pipe, device, dtype, applied
 
 
 @dataclass
@@ -100,8 +148,11 @@ class FluxFillBackend:
 
     name = "flux-fill"
 
-    def __init__(self, pipe: Any, model_id: str, options: MachineOptions, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(
+        self, pipe: Any, model_id: str, options: MachineOptions, device: torch.device, dtype: torch.dtype, applied: dict[str, Any] | None = None
+    ) -> None:
         self.pipe = pipe
+        self.applied = applied or {}
         self.model_id = model_id
         self.options = options
         self.device = device
@@ -111,10 +162,10 @@ class FluxFillBackend:
         self.on_step: Any = None  # progress callback, set by the run
 
     @classmethod
-    def load(cls, model_id: str, options: MachineOptions | None = None) -> "FluxFillBackend":
+    def load(cls, model_id: str, options: MachineOptions | None = None, loras: list[str] | None = None) -> "FluxFillBackend":
         options = options or MachineOptions()
-        pipe, device, dtype = load_flux_fill(model_id, options)
-        return cls(pipe, model_id, options, device, dtype)
+        pipe, device, dtype, applied = load_flux_fill(model_id, options, loras)
+        return cls(pipe, model_id, options, device, dtype, applied)
 
     @property
     def nfe(self) -> int:
@@ -167,4 +218,8 @@ class FluxFillBackend:
             "quantize": self.options.quantize,
             "vae_tiling": self.options.vae_tiling,
             "compile": self.options.compile,
+            "compiled": self.applied.get("compiled"),
+            "fp8": self.applied.get("fp8"),
+            "attention": self.options.attention,
+            "loras": self.applied.get("loras", []),
         }

@@ -94,6 +94,13 @@ def doctor(
     else:
         table.add_row("GPU", "none found")
     table.add_row("suggested memory mode", suggest_memory_mode(best_free))
+    from ipprompt.backends.factory import ATTENTION_BACKENDS, _attention_problem, fp8_kind
+
+    kind, why = fp8_kind(torch.device("cuda") if cuda else torch.device("cpu"))
+    label = "torchao float8 (fp8 matmul; fastest with --compile)" if kind == "torchao" else "layerwise fp8 storage, bf16 compute"
+    table.add_row("--quantize fp8 here", escape(f"{label}: {why}"))
+    usable = [a for a in ATTENTION_BACKENDS if _attention_problem(a, cuda) is None]
+    table.add_row("--attention here", escape(", ".join(usable)))
     # Model ids, paths and environment values are the user's text: escaped, so "[/]" prints as is.
     table.add_row(escape(f"model {model}"), escape(_in_cache(model)))
     table.add_row(escape(f"encoder {encoder}"), escape(_in_cache(encoder)))

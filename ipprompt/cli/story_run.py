@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 from rich.markup import escape
@@ -30,7 +30,11 @@ def run(
     method: Optional[str] = typer.Option(None, help="dvp (ours: search, pruning, refinement) or reference (IP-Prompter's method, reproduced exactly)."),
     search: Optional[str] = typer.Option(None, help="pruned (finish only the best previews) or exhaustive (finish all)."),
     preview_step: Optional[int] = typer.Option(None, "--preview-step", help="Step at which pruned search scores previews."),
-    keep: Optional[int] = typer.Option(None, help="Candidates pruned search finishes per round."),
+    keep: Optional[int] = typer.Option(None, help="Best previews pruned search finishes at the end (default 1)."),
+    refine: Optional[int] = typer.Option(None, help="New arrangements per refinement round (default 2)."),
+    fast: Optional[bool] = typer.Option(None, "--fast/--no-fast", help="Few-step LoRA (FLUX.1-Turbo-Alpha), 8 steps: <= 40 NFE per panel."),
+    lora: Optional[List[str]] = typer.Option(None, "--lora", help="LoRA to fuse: hub id or .safetensors path, optional :SCALE (repeatable; replaces the story's loras)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print planned NFE and projected time for this GPU; load no model, make nothing."),
     continuity: Optional[bool] = typer.Option(None, "--continuity/--no-continuity", help="Use the previous panel as a reference."),
     tile: Optional[int] = typer.Option(None, help="Pixels per grid cell (multiple of 16, 256-1024)."),
     grid: Optional[int] = typer.Option(None, help="Cells per side: 2 or 3."),
@@ -67,15 +71,21 @@ def run(
     from ipprompt.progress import RichProgress
     from ipprompt.run import run_story
 
+    overrides = dict(
+        backend=backend, model=model, encoder=encoder, candidates=candidates, steps=steps, seed=seed,
+        rounds=rounds, search=search, preview_step=preview_step, keep=keep, refine=refine, continuity=continuity,
+        tile=tile, grid=grid, shape=shape, method=method, fast=fast, loras=list(lora) if lora else None,
+    )
+    if dry_run:
+        _dry_run(story_path, panels, device, offload, quantize, vae_tiling, compile, attention, overrides)
+        return
+
     progress = RichProgress()
     try:
         result = run_story(
             story_path, out=out, panels=panels, force=force, reroll=reroll, progress=progress,
             device=device, offload=offload, quantize=quantize, vae_tiling=vae_tiling, compile=compile, attention=attention,
-            ray=ray, workers=workers,
-            backend=backend, model=model, encoder=encoder, candidates=candidates, steps=steps, seed=seed,
-            rounds=rounds, method=method, search=search, preview_step=preview_step, keep=keep, continuity=continuity,
-            tile=tile, grid=grid, shape=shape,
+            ray=ray, workers=workers, **overrides,
         )
     except IppromptError as error:
         progress.close()
@@ -87,6 +97,47 @@ def run(
         )
         raise typer.Exit(code=130) from None
     _print_summary(result)
+
+
+def _dry_run(story_path: Path, panels: Optional[str], device: str, offload: str, quantize: str, vae_tiling: bool,
+             compile: bool, attention: str, overrides: dict) -> None:
+    """Planned NFE per panel and in total, projected time for this GPU; no model, no file written."""
+    from ipprompt.backends.factory import MachineOptions, check_inputs
+    from ipprompt.projection import dry_run
+    from ipprompt.run import apply_overrides, parse_panel_selection
+    from ipprompt.story import load_story
+
+    try:
+        story = load_story(story_path)
+        settings = apply_overrides(story.generation, overrides)
+        machine = MachineOptions(device=device, offload=offload, quantize=quantize, vae_tiling=vae_tiling, compile=compile, attention=attention)
+        check_inputs(settings.backend, machine, settings.lora_specs)
+        numbers = parse_panel_selection(panels, len(story.panels)) if panels else list(range(1, len(story.panels) + 1))
+        plan = dry_run(story, settings, numbers, device=device, compiled=compile)
+    except IppromptError as error:
+        raise fail(error)
+    proj = plan["projection"]
+    mode = "fast, " if settings.fast else ""
+    title = (f"Dry run: {story.title} — {mode}{settings.search} search, {settings.steps} steps, preview at step "
+             f"{settings.preview_step}, canvas {plan['canvas']}²")
+    table = Table(title=escape(title), title_justify="left")
+    for col in ("panel", "elements", "arrangements", "NFE (at most)", "projected"):
+        table.add_column(col, justify="right")
+    sps = proj.seconds_per_step
+    for b in plan["panels"]:
+        table.add_row(str(b.number), str(b.elements), str(b.arrangements), str(b.nfe), "-" if sps is None else f"{b.nfe * sps:.1f}s")
+    table.add_row("all", "", "", str(plan["total_nfe"]), "-" if plan["seconds"] is None else f"{plan['seconds'] / 60:.1f} min", style="bold")
+    console.print(table)
+    if settings.lora_specs:
+        console.print("LoRAs: " + escape(", ".join(settings.lora_specs)))
+    if sps is None:
+        console.print(escape(proj.source))
+        ref = plan["reference"]
+        if plan["reference_seconds"] is not None:
+            console.print(escape(f"For comparison, on an {ref.known} ({ref.source}): {plan['reference_seconds'] / 60:.1f} min, {ref.seconds_per_step:.3f} s/step"))
+    else:
+        console.print(escape(f"GPU: {proj.gpu} ({proj.known} table, {proj.source}): {sps:.3f} s/step; transformer time only"))
+    console.print("No model was loaded and nothing was written.")
 
 
 def _print_summary(result: "RunResult") -> None:

@@ -1,26 +1,31 @@
 """Candidate search for one panel: the "dynamic" in Dynamic Visual Prompting.
 
-Round 0 tries one arrangement per ordering of the elements. Each refinement round starts from the
-best candidate so far and changes what its scores say is weakest: the weakest element gets its
-next-ranked references, higher-attention cells, or both. Rounds continue while the best score
-improves, up to ``rounds``.
+Round 0 tries one arrangement per ordering of the elements (up to ``candidates``). Each refinement
+round starts from the best candidate so far and changes what its scores say is weakest: the
+weakest element gets its next-ranked references, higher-attention cells, or both (up to ``refine``
+new arrangements a round). Rounds continue while the best score improves, up to ``rounds``.
 
-Search modes count transformer evaluations (NFE):
-- ``exhaustive``: our DVP without pruning; every arrangement runs all ``steps``. (The reference
-  method itself, IP-Prompter's grid, prompt and winner rule, is ``method = "reference"``:
-  ``ipprompt.dvp.reference``.)
-- ``pruned`` (default): every arrangement runs to ``preview_step``; the predicted clean image of
-  the target cell is scored; only the best ``keep`` are finished. At defaults one round costs
-  6 x 12 + 2 x 38 = 148 NFE instead of 6 x 50 = 300. Candidates are deterministic (fixed seed,
-  pausing changes nothing), so whenever the exhaustive winner survives the cut, pruned search picks
-  the very same pixels.
+Search modes, counted in transformer evaluations (NFE):
+- ``pruned`` (default): every arrangement of every round runs only to ``preview_step`` and is
+  judged on its preview (the predicted clean image of the target cell); refinement works on
+  previews too. At the end the best ``keep`` previews are finished from where they paused and the
+  best finished one wins. At defaults: 6 x 6 + 2 x 6 + 2 x 6 + 1 x 44 = 104 NFE per panel.
+  Candidates are deterministic (fixed seed; pausing changes nothing), so the finished panel has
+  exactly the pixels an uninterrupted run of its arrangement gives.
+- ``exhaustive``: DVP without pruning: the same rounds, but every arrangement runs all ``steps``
+  and is judged on its finished image (6 x 50 + 2 x 50 + 2 x 50 = 500 NFE at defaults). (The
+  reference method itself, IP-Prompter's grid, prompt and winner rule, is ``method =
+  "reference"``: ``ipprompt.dvp.reference``.)
+
+``run_round`` runs one round's arrangements to the point where the mode judges them (preview or
+finish) and scores them; ``run`` strings the rounds together and finishes the winners.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from PIL import Image
 
@@ -49,9 +54,26 @@ class SearchSettings:
     steps: int = 50
     guidance: float = 30.0
     search: str = "pruned"
-    preview_step: int = 12
-    keep: int = 2
+    preview_step: int = 6
+    keep: int = 1
+    refine: int = 2
     method: str = "dvp"  # "reference": IP-Prompter's own method (``ipprompt.dvp.reference``)
+
+    @property
+    def pruned(self) -> bool:
+        """Pruning needs a preview point before the last step."""
+        return self.search == "pruned" and self.preview_step < self.steps
+
+    def budget(self, first_round: int) -> int:
+        """The most NFE one panel can cost when round 0 has ``first_round`` arrangements.
+
+        Refinement rounds may stop early (no gain, or no new arrangement), so a panel costs at
+        most this, never more.
+        """
+        arrangements = first_round + (self.rounds * self.refine if first_round else 0)
+        if not self.pruned:
+            return arrangements * self.steps
+        return arrangements * self.preview_step + min(self.keep, arrangements) * (self.steps - self.preview_step)
 
 
 @dataclass
@@ -63,16 +85,22 @@ class Candidate:
     arrangement: Arrangement
     seed: int
     canvas: Image.Image
-    cell: Image.Image | None = None  # final target cell, or the preview cell when pruned
+    cell: Image.Image | None = None  # final target cell, or the preview cell when only previewed
     preview_scores: Scores | None = None
-    scores: Scores | None = None  # final scores (None when pruned)
+    scores: Scores | None = None  # final scores (None when only previewed)
     steps_run: int = 0
     pruned: bool = False
     prompt: str = ""  # the exact text sent to the generator
+    handle: Any = field(default=None, repr=False)  # the backend's paused state, until finished or dropped
 
     @property
     def finished(self) -> bool:
         return self.scores is not None
+
+    @property
+    def judged(self) -> Scores | None:
+        """What this candidate is judged on: its final scores, else its preview's."""
+        return self.scores or self.preview_scores
 
 
 @dataclass
@@ -156,7 +184,7 @@ class CandidateSearch:
     def refinements(self, best: Candidate, prompt: PanelPrompt, seen: set[str]) -> list[Arrangement]:
         """New arrangements from the best one, weakest element first (by its per-element score)."""
         arr = best.arrangement
-        scores = best.scores or best.preview_scores
+        scores = best.judged
         per = scores.per_element if scores else ()
         elements = sorted(range(len(arr.order)), key=lambda e: (per[e] if e < len(per) else 0.0, e))
         out: list[Arrangement] = []
@@ -173,7 +201,7 @@ class CandidateSearch:
                 if candidate.signature in seen or any(c.signature == candidate.signature for c in out):
                     continue
                 out.append(candidate)
-                if len(out) >= self.settings.candidates:
+                if len(out) >= self.settings.refine:
                     return out
         return out
 
@@ -196,42 +224,59 @@ class CandidateSearch:
         )
 
     def run_round(self, arrangements: Sequence[Arrangement], prompt: PanelPrompt, round_no: int, first_index: int) -> list[Candidate]:
+        """Run one round's arrangements to where the search mode judges them, and score them.
+
+        Pruned: each runs to ``preview_step`` and is scored on its preview; its paused state stays
+        on the candidate (``handle``) for ``finish_best``. Exhaustive: each runs to the end and is
+        scored on its finished cell.
+        """
         s = self.settings
-        prune = s.search == "pruned" and s.preview_step < s.steps and len(arrangements) > s.keep
-        planned = len(arrangements) * s.preview_step + s.keep * (s.steps - s.preview_step) if prune else len(arrangements) * s.steps
-        self.progress.candidates_added(len(arrangements), planned)
+        judge_at = s.preview_step if s.pruned else s.steps
+        self.progress.candidates_added(len(arrangements), len(arrangements) * judge_at)
         jobs = [self._job(a, prompt) for a in arrangements]
         candidates = [Candidate(first_index + i, round_no, a, prompt.seed, j.canvas, prompt=j.prompt) for i, (a, j) in enumerate(zip(arrangements, jobs))]
-        handles = [self.backend.start(j) for j in jobs]
-        if prune:
-            # Advance all first, then preview all: under model offload this swaps the
-            # transformer and the VAE once per round instead of once per candidate.
-            for h in handles:
-                self.backend.advance(h, s.preview_step)
-            for c, h in zip(candidates, handles):
-                c.cell = self.backend.preview(h)
+        for c, j in zip(candidates, jobs):
+            c.handle = self.backend.start(j)
+        # Advance all first, then decode all: under model offload this swaps the transformer
+        # and the VAE once per round instead of once per candidate.
+        for c in candidates:
+            self.backend.advance(c.handle, judge_at)
+        if s.pruned:
+            for c in candidates:
+                c.cell = self.backend.preview(c.handle)
                 c.preview_scores = self._score(c.cell, c, prompt)
-                c.steps_run = h.step
-            ranked = sorted(range(len(candidates)), key=lambda i: (-candidates[i].preview_scores.total, i))  # type: ignore[union-attr]
-            survivors = sorted(ranked[: s.keep])
-            for i in range(len(candidates)):
-                if i not in survivors:
-                    candidates[i].pruned = True
-                    self.progress.candidate_done()
+                c.steps_run = c.handle.step
+                self.progress.candidate_done()
         else:
-            survivors = list(range(len(candidates)))
-        # Denoise every survivor to the end before decoding any, for the same reason: one
-        # transformer-to-VAE swap per round under offload, not one per candidate.
-        for i in survivors:
-            self.backend.advance(handles[i], s.steps)
-        for i in survivors:
-            c, h = candidates[i], handles[i]
-            full = self.backend.finish(h)
-            c.cell = crop_target(self.spec, full)
-            c.steps_run = h.step
-            c.scores = self._score(c.cell, c, prompt)
-            self.progress.candidate_done()
+            self._finish(candidates, prompt)
         return candidates
+
+    def _finish(self, candidates: Sequence[Candidate], prompt: PanelPrompt) -> None:
+        """Run candidates to the last step, decode and score them (decoding after all denoising)."""
+        for c in candidates:
+            self.backend.advance(c.handle, self.settings.steps)
+        for c in candidates:
+            full = self.backend.finish(c.handle)
+            c.cell = crop_target(self.spec, full)
+            c.steps_run = c.handle.step
+            c.scores = self._score(c.cell, c, prompt)
+            c.pruned = False
+            c.handle = None
+            if not self.settings.pruned:
+                self.progress.candidate_done()
+
+    def finish_best(self, candidates: Sequence[Candidate], prompt: PanelPrompt) -> None:
+        """Pruned search: finish the best ``keep`` previews; the others stay previews (pruned)."""
+        waiting = [c for c in candidates if not c.finished]
+        ranked = sorted(waiting, key=lambda c: (-c.preview_scores.total, c.index))  # type: ignore[union-attr]
+        best = sorted(ranked[: self.settings.keep], key=lambda c: c.index)
+        for c in waiting:
+            c.pruned = True
+        if best:
+            self.progress.candidates_added(0, sum(self.settings.steps - c.handle.step for c in best))
+        self._finish(best, prompt)
+        for c in candidates:
+            c.handle = None  # free the paused latents of pruned candidates
 
     def run(self, prompt: PanelPrompt) -> SearchResult:
         if self.settings.method == "reference":
@@ -253,11 +298,14 @@ class CandidateSearch:
             seen.update(c.arrangement.signature for c in new)
             rounds_run += 1
             challenger = _best(new)
-            if challenger.scores.total <= best.scores.total:  # type: ignore[union-attr]
+            if challenger.judged.total <= best.judged.total:  # type: ignore[union-attr]
                 break  # no gain: stop refining
             best = challenger
-        assert best.cell is not None
-        return SearchResult(candidates, best.index, rounds_run, self.backend.nfe - nfe_before, best.cell)
+        if self.settings.pruned:
+            self.finish_best(candidates, prompt)
+        winner = max((c for c in candidates if c.finished), key=lambda c: (c.scores.total, -c.index))  # type: ignore[union-attr]
+        assert winner.cell is not None
+        return SearchResult(candidates, winner.index, rounds_run, self.backend.nfe - nfe_before, winner.cell)
 
 
 def _unique(arrangements: Sequence[Arrangement]) -> list[Arrangement]:
@@ -268,6 +316,5 @@ def _unique(arrangements: Sequence[Arrangement]) -> list[Arrangement]:
 
 
 def _best(candidates: Sequence[Candidate]) -> Candidate:
-    finished = [c for c in candidates if c.scores is not None]
-    return max(finished, key=lambda c: (c.scores.total, -c.index))  # type: ignore[union-attr]
-
+    """The best judged candidate (final scores in exhaustive search, preview scores in pruned)."""
+    return max(candidates, key=lambda c: (c.judged.total, -c.index))  # type: ignore[union-attr]
