@@ -105,8 +105,8 @@ class RichProgress:
 
     def _ensure(self) -> None:
         if not self._started:
+            self._started = True  # first: a Ctrl-C inside start() must still find it to stop
             self.progress.start()
-            self._started = True
 
     def start_run(self, total_panels: int, denoising: bool = True) -> None:
         self._ensure()
@@ -157,6 +157,8 @@ class RichProgress:
         self.console.print(text, highlight=False, markup=False)
 
     def close(self) -> None:
-        if self._started:
-            self.progress.stop()
+        """Stop the bars and give the terminal back (the live display redirects stdout/stderr
+        while it runs; a message printed after a Ctrl-C must reach the real stream)."""
+        if self._started or self.progress.live.is_started:
             self._started = False
+            self.progress.stop()

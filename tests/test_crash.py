@@ -80,28 +80,41 @@ def _temporaries(out: Path) -> list[Path]:
     return [p for p in out.rglob(".*.tmp")]
 
 
-def test_sigkill_at_random_moments_never_loses_or_remakes_a_panel(example_copy: Path, tmp_path: Path) -> None:
-    out, log = tmp_path / "run", tmp_path / "log.txt"
-    rng = random.Random(20261127)
-    kills = 0
-    for _ in range(24):
-        before = _done_panels(out)
-        pid = _start(example_copy, out, log)
-        time.sleep(rng.uniform(0.0, 1.2))
-        os.kill(pid, signal.SIGKILL)
-        code = _wait(pid)
-        kills += code == -signal.SIGKILL
-        after = _done_panels(out)
-        for number, stamp in before.items():
-            assert after.get(number) == stamp, f"panel {number} was done before the kill and was made again"
-    assert kills >= 20, "most runs must really have been killed mid-way"
-    # A run to the end: it cleans what the kills left, keeps every done panel, makes the rest.
+def _finish_and_check(story: Path, out: Path, log: Path) -> None:
+    """A run to the end: it cleans what the kills left, keeps every done panel, makes the rest."""
     before = _done_panels(out)
-    assert _wait(_start(example_copy, out, log)) == 0, log.read_text()
+    assert _wait(_start(story, out, log)) == 0, log.read_text()
     after = _done_panels(out)
     assert sorted(after) == [1, 2, 3, 4, 5, 6]
     assert all(after[n] == stamp for n, stamp in before.items()), "no finished panel is generated twice"
     assert _temporaries(out) == []
+
+
+def test_sigkill_at_random_moments_never_loses_or_remakes_a_panel(example_copy: Path, tmp_path: Path) -> None:
+    log = tmp_path / "log.txt"
+    # How long a whole run takes on this machine: kills land anywhere in its first third.
+    started = time.monotonic()
+    assert _wait(_start(example_copy, tmp_path / "timing", log)) == 0, log.read_text()
+    window = max(0.2, (time.monotonic() - started) / 3)
+    rng = random.Random(20261127)
+    folders = [tmp_path / "run-1"]
+    kills = attempts = 0
+    while kills < 24 and attempts < 100:
+        out = folders[-1]
+        attempts += 1
+        before = _done_panels(out)
+        pid = _start(example_copy, out, log)
+        time.sleep(rng.uniform(0.0, window))
+        os.kill(pid, signal.SIGKILL)
+        kills += _wait(pid) == -signal.SIGKILL
+        after = _done_panels(out)  # valid JSON; every done panel has all its files
+        for number, stamp in before.items():
+            assert after.get(number) == stamp, f"panel {number} was done before the kill and was made again"
+        if len(after) == 6:  # this story is made: check it, then go on killing a fresh run
+            _finish_and_check(example_copy, out, log)
+            folders.append(tmp_path / f"run-{len(folders) + 1}")
+    assert kills >= 20, f"only {kills} of {attempts} runs were killed mid-way"
+    _finish_and_check(example_copy, folders[-1], log)
 
 
 def test_sigint_at_random_moments_says_how_to_resume(example_copy: Path, tmp_path: Path) -> None:
@@ -117,7 +130,7 @@ def test_sigint_at_random_moments_says_how_to_resume(example_copy: Path, tmp_pat
         assert code in (0, 130), log.read_text()
         if code == 130:
             interrupted += 1
-            assert "run the same command again to resume" in log.read_text()
+            assert "run the same command again to resume" in log.read_text(), log.read_text()
             assert "Traceback" not in log.read_text()
         after = _done_panels(out)
         assert all(after.get(n) == s for n, s in before.items())

@@ -119,7 +119,9 @@ def test_preview_and_flux_panels_have_their_shape(example_copy: Path, tiny_flux_
             assert panel is not None and panel.shape == shape
             with Image.open(run / "panels" / f"{number:02d}.png") as im:
                 assert im.size == size, (name, number)
-            with Image.open(run / str(panel.candidates[0].grid)) as im:
+            chosen = panel.candidate(panel.chosen)  # type: ignore[arg-type]  (other grids are half-size previews)
+            assert chosen is not None
+            with Image.open(run / str(chosen.grid)) as im:
                 assert im.size == (3 * size[0], 3 * size[1])
             with Image.open(run / str(panel.mask)) as im:
                 assert im.size == (3 * size[0], 3 * size[1])

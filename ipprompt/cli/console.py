@@ -40,7 +40,7 @@ def run_cli_errors(app: Any, args: list[str] | None = None) -> int:
     except typer.Exit as exc:
         return exc.exit_code
     except KeyboardInterrupt:
-        err_console.print("[yellow]Interrupted.[/] Finished panels are kept; run the same command to resume.")
+        err_console.print("[yellow]Interrupted.[/] Finished panels are kept; run the same command again to resume.")
         return 130
     except Exception as exc:  # click's usage errors
         import click
