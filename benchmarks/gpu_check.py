@@ -39,11 +39,6 @@ from ipprompt.story import FAST_DEFAULTS  # noqa: E402
 
 def full_pipeline_on(device: torch.device):
     """FluxFillPipeline with the real transformer and VAE shapes, random bf16 weights, on ``device``."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxFillPipeline, FluxTransformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
-
-    from ipprompt.testing import _word_tokenizer
-
     torch.manual_seed(0)
     default_dtype = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)  # built in bf16 directly: fp32 first would need 48 GB more

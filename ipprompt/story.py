@@ -14,136 +14,33 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ValidationError
 
 from ipprompt.errors import IppromptError
+from ipprompt.story_schema import (  # noqa: F401  (the schema, re-exported: ipprompt.story is the public home)
+    DEFAULT_MODEL,
+    DEFAULT_ENCODER,
+    BACKENDS,
+    SEARCH_MODES,
+    METHODS,
+    Shape,
+    DEFAULT_FAST_LORA,
+    FAST_DEFAULTS,
+    Generation,
+    Character,
+    Scene,
+    Dialogue,
+    Panel,
+    StoryDocument,
+)
 from ipprompt.tomllines import LineIndex
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-DEFAULT_MODEL = "black-forest-labs/FLUX.1-Fill-dev"
-DEFAULT_ENCODER = "openai/clip-vit-base-patch32"
-BACKENDS = ("flux-fill", "preview")
-SEARCH_MODES = ("pruned", "exhaustive")
-METHODS = ("dvp", "reference")
-Shape = Literal["square", "wide", "tall"]  # a panel's aspect ratio: 1:1, 2:1, 1:2
-# --fast: a few-step LoRA distilled from FLUX.1-dev, loaded into FLUX.1-Fill-dev (diffusers
-# expands its x_embedder to Fill's wider input), 8 steps at guidance 30.
-DEFAULT_FAST_LORA = "alimama-creative/FLUX.1-Turbo-Alpha"
-# What --fast changes unless the story or the command line sets the key itself:
-# 6 x 3 + 2 x 3 + 2 x 3 + 1 x 5 = 35 NFE per panel (<= 40).
-FAST_DEFAULTS = {"steps": 8, "preview_step": 3}
-
-
-class _Strict(BaseModel):
-    # Strict: "512" is not silently turned into 512; extra="forbid": typos are errors.
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class Generation(_Strict):
-    """How panels are generated. Every key has a default; the CLI may override any of them."""
-
-    backend: Literal["flux-fill", "preview"] = "flux-fill"
-    model: str = DEFAULT_MODEL
-    encoder: str = DEFAULT_ENCODER
-    tile: int = Field(512, ge=256, le=1024)
-    grid: Literal[2, 3] = 3
-    steps: int = Field(50, ge=1, le=1000)
-    guidance: float = Field(30.0, ge=0.0, le=100.0)
-    candidates: int = Field(6, ge=1, le=120)
-    seed: int = Field(0, ge=0, le=2**32 - 1)
-    rounds: int = Field(2, ge=0, le=10)
-    search: Literal["pruned", "exhaustive"] = "pruned"
-    # "dvp": our Dynamic Visual Prompting; "reference": IP-Prompter's own code, reproduced exactly.
-    method: Literal["dvp", "reference"] = "dvp"
-    preview_step: int = Field(6, ge=1, le=1000)
-    keep: int = Field(1, ge=1, le=120)
-    refine: int = Field(2, ge=1, le=120)
-    continuity: bool = False
-    shape: Shape = "square"  # every panel's shape unless the panel sets its own
-    fast: bool = False
-    fast_lora: str = Field(DEFAULT_FAST_LORA, min_length=1)
-    loras: list[str] = []
-
-    @field_validator("loras")
-    @classmethod
-    def _lora_specs(cls, v: list[str]) -> list[str]:
-        from ipprompt.backends.lora import parse_lora
-
-        for spec in v:
-            parse_lora(spec)  # ValueError names the bad entry
-        return v
-
-    @model_validator(mode="after")
-    def _fast_defaults(self) -> "Generation":
-        """--fast changes the defaults of the keys it needs, never a value someone wrote.
-
-        Set through ``object.__setattr__`` so that they stay "unset": turning --fast off again
-        (``apply_overrides`` re-validates only what was written) brings the normal defaults back.
-        """
-        if self.fast:
-            for key, value in FAST_DEFAULTS.items():
-                if key not in self.model_fields_set:
-                    object.__setattr__(self, key, value)
-        return self
-
-    @property
-    def lora_specs(self) -> list[str]:
-        """Every LoRA loaded into the generator, in order: the fast one first, then the user's."""
-        return ([self.fast_lora] if self.fast else []) + list(self.loras)
-
-    @field_validator("tile")
-    @classmethod
-    def _tile_multiple_of_16(cls, v: int) -> int:
-        if v % 16:
-            lower, upper = v - v % 16, v - v % 16 + 16
-            raise ValueError(f"must be a multiple of 16 (FLUX works on 16 px blocks); try {lower} or {upper}")
-        return v
-
-
-class Character(_Strict):
-    name: str | None = None
-    description: str = Field(min_length=1)
-    refs: list[str] = []
-
-
-class Scene(_Strict):
-    name: str | None = None
-    description: str = Field(min_length=1)
-
-
-class Dialogue(_Strict):
-    speaker: str = Field(min_length=1)
-    text: str = Field(min_length=1)
-
-
-class Panel(_Strict):
-    prompt: str = Field(min_length=1)
-    characters: list[str] = []
-    scene: str | None = None
-    elements: list[str] = []
-    caption: str | None = None
-    dialogue: list[Dialogue] = []
-    seed: int | None = Field(None, ge=0, le=2**32 - 1)
-    shape: Shape | None = None  # None: [generation] shape
-
-
-class StoryDocument(_Strict):
-    """The TOML document as written (before references are resolved)."""
-
-    title: str = Field(min_length=1)
-    theme: str = Field(min_length=1)
-    style: str = ""
-    generation: Generation = Generation()
-    characters: dict[str, Character] = {}
-    scenes: dict[str, Scene] = {}
-    panels: list[Panel] = Field(min_length=1)
-
 
 @dataclass(frozen=True)
 class Story:

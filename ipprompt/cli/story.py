@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ipprompt.cli.console import console, err_console, fail
+from ipprompt.cli.console import console, fail
 from ipprompt.errors import IppromptError
 
 app = typer.Typer(

@@ -7,7 +7,6 @@ ipprompt never writes anything but its index into a user's own folder.
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
