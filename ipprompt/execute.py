@@ -20,6 +20,7 @@ from ipprompt.dvp.search import CandidateSearch, PanelPrompt, SearchProgress, Se
 from ipprompt.errors import IppromptError
 from ipprompt.plan import PanelJob
 from ipprompt.scoring import Scorer
+from ipprompt.story import Generation
 
 
 @dataclass
@@ -62,8 +63,9 @@ def grid_spec(job: PanelJob) -> GridSpec:
     return GridSpec(job.settings.grid, job.settings.tile, job.shape)
 
 
-def search_settings(job: PanelJob) -> SearchSettings:
-    s = job.settings
+def search_settings(settings: "Generation") -> SearchSettings:
+    """The search's share of a story's [generation] settings."""
+    s = settings
     return SearchSettings(
         candidates=s.candidates,
         rounds=s.rounds,
@@ -106,7 +108,7 @@ def execute(job: PanelJob, backend: Backend, scorer: Scorer, progress: SearchPro
 
         torch.cuda.reset_peak_memory_stats(device)
     started = time.perf_counter()
-    search = CandidateSearch(backend, scorer, grid_spec(job), search_settings(job), progress)
+    search = CandidateSearch(backend, scorer, grid_spec(job), search_settings(job.settings), progress)
     with out_of_memory_is_a_user_error(f"panel {job.number}"):
         result = search.run(panel_prompt(job))
     seconds = time.perf_counter() - started

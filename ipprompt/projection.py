@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ipprompt.dvp.elements import extract_elements
-from ipprompt.dvp.search import SearchSettings
+from ipprompt.execute import search_settings
 from ipprompt.story import Generation, Story
 
 # GPU name fragment -> {canvas side in px: (eager s/step, compiled s/step or None)}.
@@ -48,20 +48,15 @@ class Projection:
     source: str  # "measured", "measured (compiled)", "interpolated", or why there is none
 
 
-def search_settings_of(settings: Generation) -> SearchSettings:
-    return SearchSettings(
-        candidates=settings.candidates, rounds=settings.rounds, steps=settings.steps, guidance=settings.guidance,
-        search=settings.search, preview_step=settings.preview_step, keep=settings.keep, refine=settings.refine,
-    )
-
-
 def panel_budgets(story: Story, settings: Generation, numbers: list[int]) -> list[PanelBudget]:
     """Each selected panel's most NFE under ``settings`` (0 for the preview backend)."""
-    search = search_settings_of(settings)
+    search = search_settings(settings)
     out = []
     for n in numbers:
         elements = len(extract_elements(story.panels[n - 1], story)) + (1 if settings.continuity and n > 1 else 0)
-        arrangements = min(settings.candidates, math.factorial(elements)) if elements else 0
+        orderings = math.factorial(elements) if elements else 0
+        # The reference method runs every permutation; DVP's first round at most ``candidates``.
+        arrangements = orderings if settings.method == "reference" else min(settings.candidates, orderings)
         nfe = 0 if settings.backend == "preview" else search.budget(arrangements)
         out.append(PanelBudget(n, elements, arrangements, nfe))
     return out

@@ -145,3 +145,15 @@ def test_gpu_check_smoke_runs_on_cpu(tmp_path: Path) -> None:
     for method in ("reference*", "default", "fast"):
         assert f"| {method} | eager |" in table
     assert "NFE" in table and out.with_suffix(".json").is_file()
+
+
+def test_dry_run_counts_the_reference_method(example_copy, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Every permutation to the last step: 3! x 50 = 300 NFE for a 3-element panel, no rounds."""
+    from cli_helpers import run_cli
+
+    r = run_cli(capsys, "story", "run", str(example_copy), "--dry-run", "--method", "reference", "--panels", "1-3")
+    assert r.exit_code == 0, r.output
+    assert "reference method" in r.stdout
+    rows = [line.split("│") for line in r.stdout.splitlines() if line.count("│") >= 5]
+    nfe = {row[1].strip(): row[4].strip() for row in rows}
+    assert nfe["1"] == "300" and nfe["3"] == "100" and nfe["all"] == "700"

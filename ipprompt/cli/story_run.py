@@ -118,8 +118,9 @@ def _dry_run(story_path: Path, panels: Optional[str], device: str, offload: str,
         raise fail(error)
     proj = plan["projection"]
     mode = "fast, " if settings.fast else ""
-    title = (f"Dry run: {story.title} — {mode}{settings.search} search, {settings.steps} steps, preview at step "
-             f"{settings.preview_step}, canvas {plan['canvas']}²")
+    how = (f"reference method (every permutation), {settings.steps} steps" if settings.method == "reference" else
+           f"{settings.search} search, {settings.steps} steps, preview at step {settings.preview_step}")
+    title = f"Dry run: {story.title} — {mode}{how}, canvas {plan['canvas']}²"
     table = Table(title=escape(title), title_justify="left")
     for col in ("panel", "elements", "arrangements", "NFE (at most)", "projected"):
         table.add_column(col, justify="right")

@@ -70,6 +70,8 @@ class SearchSettings:
         Refinement rounds may stop early (no gain, or no new arrangement), so a panel costs at
         most this, never more.
         """
+        if self.method == "reference":  # every permutation to the last step, no refinement
+            return first_round * self.steps
         arrangements = first_round + (self.rounds * self.refine if first_round else 0)
         if not self.pruned:
             return arrangements * self.steps
