@@ -60,6 +60,27 @@ def _word_tokenizer(model_max_length: int, *, clip_style: bool):
     )
 
 
+def tiny_transformer_config(in_channels: int, out_channels: int) -> dict[str, object]:
+    """A one-block FLUX transformer config (Fill-dev is guidance-distilled: guidance embeds on).
+
+    Fill's ``in_channels`` is 8·C + 4·s² and ``out_channels`` 4·C for a VAE with C latent channels
+    and scale s; a LoRA made for FLUX.1-dev has 4·C inputs, which diffusers widens when it loads.
+    """
+    return dict(
+        patch_size=1,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        guidance_embeds=True,
+        axes_dims_rope=(4, 6, 6),
+    )
+
+
 def build_tiny_flux_fill(path: str | Path, seed: int = 0) -> Path:
     """Save a tiny FluxFillPipeline (random weights, real component classes) to ``path``."""
     import torch
@@ -94,19 +115,7 @@ def build_tiny_flux_fill(path: str | Path, seed: int = 0) -> Path:
         mid_block_add_attention=False,
     )
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
-    transformer = FluxTransformer2DModel(
-        patch_size=1,
-        in_channels=8 * latent_channels + 4 * scale * scale,
-        out_channels=4 * latent_channels,
-        num_layers=1,
-        num_single_layers=1,
-        attention_head_dim=16,
-        num_attention_heads=2,
-        joint_attention_dim=32,
-        pooled_projection_dim=32,
-        guidance_embeds=True,
-        axes_dims_rope=(4, 6, 6),
-    )
+    transformer = FluxTransformer2DModel(**tiny_transformer_config(8 * latent_channels + 4 * scale * scale, 4 * latent_channels))
     vocab_size = len(_vocab()) + 8
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
@@ -252,19 +261,8 @@ def build_tiny_lora(path: str | Path, *, seed: int = 1, rank: int = 2, from_dev:
     path = Path(path)
     torch.manual_seed(seed)
     latent_channels, scale = 4, 8
-    transformer = FluxTransformer2DModel(
-        patch_size=1,
-        in_channels=4 * latent_channels if from_dev else 8 * latent_channels + 4 * scale * scale,
-        out_channels=4 * latent_channels,
-        num_layers=1,
-        num_single_layers=1,
-        attention_head_dim=16,
-        num_attention_heads=2,
-        joint_attention_dim=32,
-        pooled_projection_dim=32,
-        guidance_embeds=True,
-        axes_dims_rope=(4, 6, 6),
-    )
+    in_channels = 4 * latent_channels if from_dev else 8 * latent_channels + 4 * scale * scale
+    transformer = FluxTransformer2DModel(**tiny_transformer_config(in_channels, 4 * latent_channels))
     targets = ["to_q", "to_k", "to_v", "to_out.0", "x_embedder"]
     transformer.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=targets, init_lora_weights=False))
     with torch.no_grad():
