@@ -105,10 +105,10 @@ def main() -> None:
         prompt = PanelPrompt("a girl in a yellow raincoat climbs the lighthouse stairs", ("girl", "lighthouse", "stairs"), refs, (), seed=0)
         default = SearchSettings()
         fast = SearchSettings(steps=FAST_DEFAULTS["steps"], preview_step=FAST_DEFAULTS["preview_step"])
-        reference = SearchSettings(search="exhaustive", rounds=0)  # stand-in until --method reference lands
+        reference = SearchSettings(method="reference")  # IP-Prompter reproduced: every permutation, all steps
         if args.smoke:  # same code paths, a fraction of the steps
-            default, fast, reference = SearchSettings(steps=8, preview_step=2), SearchSettings(steps=4, preview_step=1), SearchSettings(steps=8, search="exhaustive", rounds=0)
-        plans = [("reference*", reference), ("default", default), ("fast", fast)]
+            default, fast, reference = SearchSettings(steps=8, preview_step=2), SearchSettings(steps=4, preview_step=1), SearchSettings(steps=8, method="reference")
+        plans = [("reference", reference), ("default", default), ("fast", fast)]
         rows = []
 
         def measure(label: str, settings: SearchSettings, mode: str) -> None:
@@ -142,8 +142,8 @@ def main() -> None:
         f"### {'Smoke (tiny model)' if args.smoke else 'One panel at 1536² (FLUX.1-Fill-dev shapes, random weights, bf16)'}: {gpu}",
         "",
         f"`benchmarks/gpu_check.sh{' --smoke' if args.smoke else ''}`, {stamp}, torch {torch.__version__}, diffusers {diffusers.__version__}, "
-        f"canvas {spec.size}², 3 elements. reference* = the reference method's budget (6 arrangements × 50 steps, "
-        "no refinement; `--search exhaustive --rounds 0` until `--method reference` lands).",
+        f"canvas {spec.size}², 3 elements. reference = `--method reference` (IP-Prompter reproduced: 6 permutations × "
+        "all steps, no refinement).",
         "",
         "| method | mode | NFE | s/panel | transformer s/NFE | host s/candidate | peak GPU GiB | candidates | finished |",
         "|---|---|---|---|---|---|---|---|---|",
