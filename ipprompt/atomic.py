@@ -13,7 +13,9 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,23 +89,32 @@ def atomic_save_image(path: Path, image: "Image.Image", **params: Any) -> None:
     atomic_write_bytes(Path(path), encode_image(image, Path(path).suffix, **params))
 
 
-def remove_stale_temporaries(folder: Path, *, recursive: bool = True) -> list[Path]:
-    """Delete temporary files a killed writer left in ``folder``; returns what was removed.
+# What ``tempfile.mkstemp(prefix=".NAME.", suffix=".tmp")`` makes: NAME, then 8 random characters.
+_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}" + re.escape(TEMP_SUFFIX) + "$")
 
-    Only names this module makes (``.NAME.XXXX.tmp``) are touched, never a user's file.
+
+def is_temporary_name(name: str) -> bool:
+    """True for the names ``atomic_write_bytes`` gives its temporary files, and no others."""
+    return bool(_TEMP_NAME.match(name))
+
+
+def remove_stale_temporaries(folders: Iterable[Path]) -> list[Path]:
+    """Delete temporary files a killed writer left directly in ``folders``; returns what was removed.
+
+    Only names this module makes are touched, never a user's file; callers must know that no
+    live writer is using the folders (see ``ipprompt.runlock``).
     """
     removed: list[Path] = []
-    folder = Path(folder)
-    if not folder.is_dir():
-        return removed
-    pattern = "**/.*" + TEMP_SUFFIX if recursive else ".*" + TEMP_SUFFIX
-    for tmp in folder.glob(pattern):
-        if tmp.is_file() and not tmp.is_symlink():
-            try:
-                tmp.unlink()
-                removed.append(tmp)
-            except OSError:
-                pass
+    for folder in folders:
+        if not Path(folder).is_dir():
+            continue
+        for tmp in Path(folder).iterdir():
+            if is_temporary_name(tmp.name) and tmp.is_file() and not tmp.is_symlink():
+                try:
+                    tmp.unlink()
+                    removed.append(tmp)
+                except OSError:
+                    pass
     return removed
 
 

@@ -49,7 +49,9 @@ def out_of_memory_is_a_user_error(doing: str) -> Iterator[None]:
         yield
     except Exception as exc:
         torch = sys.modules.get("torch")
-        if torch is None or not isinstance(exc, torch.OutOfMemoryError):
+        # torch.OutOfMemoryError is torch >= 2.5; torch.cuda.OutOfMemoryError is the same class.
+        oom = getattr(torch, "OutOfMemoryError", None) or getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
+        if oom is None or not isinstance(exc, oom):
             raise
         raise IppromptError(
             f"The GPU ran out of memory ({doing}).",

@@ -18,6 +18,7 @@ from typing import Any
 from ipprompt.backends.lora import lora_fingerprint
 from ipprompt.dvp.elements import Element, extract_elements, panel_description, panel_text
 from ipprompt.dvp.layout import RefImage
+from ipprompt.errors import IppromptError
 from ipprompt.dvp.reference import reference_problems, reference_prompt
 from ipprompt.story import Generation, Story
 from ipprompt.theme.importer import sha256_hex
@@ -97,8 +98,16 @@ class PanelJob:
 
     def with_reference_bytes(self) -> "PanelJob":
         """The same job carrying every reference's bytes, for a worker without the driver's files."""
+        def read(ref: RefImage) -> RefImage:
+            if ref.data is not None:
+                return ref
+            try:
+                return replace(ref, data=ref.path.read_bytes())
+            except OSError as exc:
+                raise IppromptError(f"Cannot read reference image {ref.path}: {exc.strerror or exc}.", "Restore the file, or run again to re-plan without it.") from None
+
         def load(refs: Sequence[RefImage]) -> tuple[RefImage, ...]:
-            return tuple(r if r.data is not None else replace(r, data=r.path.read_bytes()) for r in refs)
+            return tuple(read(r) for r in refs)
 
         return replace(self, ranked=tuple(load(refs) for refs in self.ranked), pinned=load(self.pinned))
 

@@ -31,11 +31,12 @@ import numpy as np
 
 from ipprompt.backends.factory import MachineOptions
 from ipprompt.errors import IppromptError
+from ipprompt.finish import commit_finished_pick
 from ipprompt.manifest import RunManifest
 from ipprompt.plan import PanelJob
 from ipprompt.progress import RunProgress, WorkerState
 from ipprompt.runfolder import RunFolder
-from ipprompt.runner import Outcome, resolve_continuity, reusable
+from ipprompt.runner import Outcome, adopt_record, resolve_continuity, reusable
 from ipprompt.story import Generation
 
 TASK_RETRIES = 3  # a panel is tried again this often when its worker dies
@@ -200,7 +201,7 @@ class RayRunner:
                     slot, job = state.inflight.pop(ref)
                     result = _result(ray, ref, job, slot)
                     if job.number in state.finishing:
-                        self.folder.commit_finished_pick(job.number, result)
+                        commit_finished_pick(self.folder, job.number, result)
                         state.outcome.finished.append(job.number)
                     else:
                         self.folder.commit(replace(result, job=job))
@@ -236,7 +237,7 @@ class RayRunner:
             if job.waiting and job.continuity_from in in_run and job.continuity_from not in state.finished:
                 continue  # its previous panel is still to be made in this run
             resolved = resolve_continuity(job, self.folder, manifest)
-            old = manifest.panel(job.number)
+            old = adopt_record(self.folder, manifest, resolved)
             if not state.force and reusable(self.folder, old, resolved) and old is not None and old.pick_to_finish is not None:
                 # The author picked a previewed candidate: a worker finishes that one, nothing else.
                 if pool is None or not pool.idle:
@@ -257,7 +258,7 @@ class RayRunner:
             if pool is None or not pool.idle:
                 continue
             slot = pool.idle.pop(0)
-            self.folder.begin_panel(job.number, job.overlay)
+            self.folder.begin_panel(job.number, job.overlay, job.reroll)
             # Every reference travels as bytes, the previous panel's image (continuity) too.
             ref = pool.actors[slot].make.remote(resolved.with_reference_bytes(), self._embeddings(resolved))
             state.pending.remove(job)

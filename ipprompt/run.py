@@ -85,9 +85,10 @@ def apply_overrides(generation: Generation, overrides: dict[str, Any]) -> Genera
     except ValidationError as exc:
         problems = []
         for e in exc.errors():
-            key = ".".join(str(p) for p in e["loc"])
+            key = str(e["loc"][0]) if e["loc"] else ""
+            option = {"loras": "lora"}.get(key, key).replace("_", "-")  # the option's name, not the key's
             msg = e.get("ctx", {}).get("error", e["msg"])
-            problems.append(f"--{key.replace('_', '-')} {given.get(key)!r}: {msg}")
+            problems.append(f"--{option} {given.get(key)!r}: {msg}")
         raise IppromptError("Invalid option: " + "; ".join(problems), "See `ipprompt story run --help`.") from None
 
 
@@ -141,11 +142,35 @@ def describe_run(manifest: RunManifest, story: Story, settings: Generation, libr
 
 def _rerolls(manifest: RunManifest, numbers: list[int], reroll: bool) -> dict[int, int]:
     """Each panel keeps the reroll count it was made with; ``--reroll`` moves the selected ones on."""
-    counts = {p.number: p.reroll for p in manifest.panels if p.done}
+    counts = {p.number: p.reroll for p in manifest.panels}  # pending too: an interrupted reroll keeps its count
     if reroll:
         for n in numbers:
             counts[n] = counts.get(n, 0) + 1
     return counts
+
+
+def preflight(
+    path: str | Path,
+    panels: str | list[int] | None,
+    overrides: dict[str, Any],
+    machine: MachineOptions,
+    *,
+    ray: str | None = None,
+    workers: int | None = None,
+    check_machine: bool = True,
+) -> tuple[Story, Generation, list[int]]:
+    """Everything a run refuses before it touches a file or loads a model; ``--dry-run`` too.
+
+    One function, so that a dry run never plans what the real command would refuse.
+    """
+    story = load_story(path)
+    settings = apply_overrides(story.generation, overrides)
+    check_ray_options(ray, workers, machine)
+    if check_machine and ray is None:  # Ray workers check on their own nodes
+        check_inputs(settings.backend, machine, settings.lora_specs)
+    numbers = parse_panel_selection(panels, len(story.panels)) if isinstance(panels, str) else (panels or list(range(1, len(story.panels) + 1)))
+    reference_problems(story, settings, numbers)  # what the reference method cannot lay out
+    return story, settings, numbers
 
 
 def run_story(
@@ -178,39 +203,34 @@ def run_story(
     """
     progress = progress or SilentProgress()
     # 1. story, settings, machine options
-    story = load_story(path)
-    settings = apply_overrides(story.generation, overrides)
     machine = MachineOptions(device=device, offload=offload, quantize=quantize, vae_tiling=vae_tiling, compile=compile, attention=attention)
-    check_ray_options(ray, workers, machine)
-    if backend_instance is None and ray is None:  # Ray workers check on their own nodes
-        check_inputs(settings.backend, machine, settings.lora_specs)
-    numbers = parse_panel_selection(panels, len(story.panels)) if isinstance(panels, str) else (panels or list(range(1, len(story.panels) + 1)))
+    story, settings, numbers = preflight(path, panels, overrides, machine, ray=ray, workers=workers, check_machine=backend_instance is None)
     if reroll and panels is None:
         raise IppromptError("--reroll needs --panels: say which panels to make again.", "Example: --panels 3 --reroll")
-    reference_problems(story, settings, numbers)  # what the reference method cannot lay out, before anything loads
     # 2. the run folder
     folder = RunFolder(Path(out) if out is not None else Path.cwd() / "runs" / Path(path).stem)
-    folder.claim(story.path)
-    for note in folder.notes:
-        progress.note(note)
-    # 3. theme and encoder
-    encoder = encoder_instance if encoder_instance is not None else create_encoder(settings, progress.note, machine.device)
-    library = open_theme(story, encoder, progress)
-    # 4. the manifest says what this run is before any panel is made
-    manifest = folder.update(lambda m: describe_run(m, story, settings, library, encoder, machine))
-    # 5. plan
-    dtype = (backend_instance.stats().get("dtype") if backend_instance is not None else None) or planned_dtype(settings.backend, machine)
-    machine_key = {"quantize": machine.quantize, "vae_tiling": machine.vae_tiling, "dtype": dtype}
-    jobs: list[PanelJob] = plan_panels(story, settings, library, numbers, machine_key=machine_key, rerolls=_rerolls(manifest, numbers, reroll))
-    # 6. execute
-    if ray is not None:
-        runner: LocalRunner | RayRunner = RayRunner(folder, settings, machine, library, encoder, progress, address=ray, workers=workers)
-    else:
-        runner = LocalRunner(folder, settings, machine, library, encoder, progress, backend_instance)
     try:
+        folder.claim(story.path)
+        for note in folder.notes:
+            progress.note(note)
+        # 3. theme and encoder
+        encoder = encoder_instance if encoder_instance is not None else create_encoder(settings, progress.note, machine.device)
+        library = open_theme(story, encoder, progress)
+        # 4. the manifest says what this run is before any panel is made
+        manifest = folder.update(lambda m: describe_run(m, story, settings, library, encoder, machine))
+        # 5. plan
+        dtype = (backend_instance.stats().get("dtype") if backend_instance is not None else None) or planned_dtype(settings.backend, machine)
+        machine_key = {"quantize": machine.quantize, "vae_tiling": machine.vae_tiling, "dtype": dtype}
+        jobs: list[PanelJob] = plan_panels(story, settings, library, numbers, machine_key=machine_key, rerolls=_rerolls(manifest, numbers, reroll))
+        # 6. execute
+        if ray is not None:
+            runner: LocalRunner | RayRunner = RayRunner(folder, settings, machine, library, encoder, progress, address=ray, workers=workers)
+        else:
+            runner = LocalRunner(folder, settings, machine, library, encoder, progress, backend_instance)
         outcome = runner.run(jobs, force=force or reroll)
     finally:
         progress.close()
+        folder.release()
     # 7. storyboard
     from ipprompt.manifest import read_manifest
     from ipprompt.render import render_storyboard

@@ -18,12 +18,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
-from ipprompt.atomic import atomic_save_image, atomic_write_bytes, atomic_write_text, remove_stale_temporaries
+from ipprompt.atomic import atomic_save_image, atomic_write_bytes, atomic_write_text, is_temporary_name, remove_stale_temporaries
 from ipprompt.backends.lora import parse_lora
 from ipprompt.dvp.layout import RefImage, target_mask
 from ipprompt.errors import IppromptError
+from ipprompt.runlock import ACTIVE_LOCK, ActiveRun
 from ipprompt.manifest import (
     MANIFEST,
     ArrangementEntry,
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from ipprompt.execute import PanelResult
-    from ipprompt.finish import FinishedPick
     from ipprompt.plan import Overlay
 
 THUMB_PX = 256
@@ -69,6 +69,7 @@ class RunFolder:
         self.root = Path(root)
         self.notes: list[str] = []
         self._writer: ThreadPoolExecutor | None = None
+        self.active = ActiveRun(self.root)
         self._pending: list[Future[PanelEntry]] = []
 
     # ------------------------------------------------------------------ paths
@@ -107,8 +108,15 @@ class RunFolder:
     def lock(self) -> Iterator[None]:
         """Hold the run folder's lock (other processes on the same folder wait)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.root / LOCK), timeout=600):
+        try:
+            lock = FileLock(str(self.root / LOCK), timeout=600)
+            lock.acquire()
+        except Timeout:
+            raise IppromptError(f"Another process has held {self.root / LOCK} for 10 minutes.", "Is a run on this folder stuck? Stop it, then run again.") from None
+        try:
             yield
+        finally:
+            lock.release()
 
     def read(self) -> RunManifest | None:
         """The manifest on disk; None when there is none. A damaged one is rebuilt from the
@@ -125,8 +133,11 @@ class RunFolder:
             if "manifest format" in exc.message:
                 raise  # another version's manifest: never rewrite it
             stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-            kept = self.manifest_path.with_name(f"{MANIFEST}.damaged-{stamp}")
-            os.replace(self.manifest_path, kept)
+            kept = self.manifest_path.with_name(f"{MANIFEST}.damaged-{stamp}-{os.getpid()}")
+            try:
+                os.replace(self.manifest_path, kept)
+            except FileNotFoundError:  # another process set it aside first
+                return self.read()
             self.notes.append(f"{exc.message} Kept it as {kept.name} and rebuilt the manifest from the finished panels.")
             return self._rebuild()
 
@@ -141,22 +152,29 @@ class RunFolder:
     def _panel_records(self) -> list[Path]:
         return sorted((self.root / "panels").glob(f"*/{PANEL_RECORD}"))
 
+    def read_record(self, number: int) -> PanelEntry | None:
+        """A panel's own record (``panels/NN/panel.json``), when it is readable and its files exist."""
+        try:
+            entry = PanelEntry.model_validate_json((self.panel_dir(number) / PANEL_RECORD).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return entry if entry.number == number and entry.done and self.has_files(entry) else None
+
     def _rebuild(self) -> RunManifest:
         manifest = RunManifest(created=now_iso())
         for record in self._panel_records():
-            try:
-                entry = PanelEntry.model_validate_json(record.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            if self.has_files(entry):
+            entry = self.read_record(int(record.parent.name)) if record.parent.name.isdigit() else None
+            if entry is not None:
                 manifest.set_panel(entry)
         return manifest
 
     # ------------------------------------------------------------------ claiming the folder
     def claim(self, story_path: Path) -> None:
-        """Make sure the folder is free or holds this story's run, and clean a killed run's leftovers.
+        """Make sure the folder is free or holds this story's run, then clean a killed run's leftovers.
 
-        A mistyped ``--out`` must never overwrite someone's files or another story's run.
+        A mistyped ``--out`` must never overwrite (or clean) someone's files or another story's
+        run, so the folder is judged before anything in it is touched; temporary files are removed
+        only when no other run is active on the folder.
         """
         root = self.root
         if root.exists() and not root.is_dir():
@@ -164,17 +182,13 @@ class RunFolder:
         if root.is_dir():
             if not os.access(root, os.W_OK):
                 raise IppromptError(f"Cannot write to the run folder {root} (read-only).", "Choose another --out, or fix its permissions.")
-            removed = remove_stale_temporaries(root)
-            if removed:
-                self.notes.append(f"Removed {len(removed)} temporary file(s) an interrupted run left in {root}.")
-            ours = {MANIFEST, LOCK, "panels", "refs", "history", "storyboard.html", "storyboard-single.html", "eval.json"}
-            entries = [p.name for p in root.iterdir()]
-            if entries and not self.manifest_path.exists() and not self._panel_records():
-                if not set(entries) <= ours:
-                    raise IppromptError(
-                        f"{root} is not empty and holds no ipprompt run; nothing was written there.",
-                        "Choose another --out (default: runs/<story name>/).",
-                    )
+            ours = {MANIFEST, LOCK, ACTIVE_LOCK, "panels", "refs", "history", "storyboard.html", "storyboard-single.html", "eval.json"}
+            foreign = [p.name for p in root.iterdir() if p.name not in ours and not is_temporary_name(p.name)]
+            if foreign and not self.manifest_path.exists() and not self._panel_records():
+                raise IppromptError(
+                    f"{root} is not empty and holds no ipprompt run; nothing was written there.",
+                    "Choose another --out (default: runs/<story name>/).",
+                )
         with self.lock():
             manifest = self.read()
             if manifest is not None and manifest.story.path and Path(manifest.story.path).resolve() != Path(story_path).resolve():
@@ -184,13 +198,22 @@ class RunFolder:
                 )
             if manifest is not None and not self.manifest_path.exists():
                 write_manifest(root, manifest)  # rebuilt from panel records: say so on disk now
+        if self.active.enter():  # no other run on this folder: what temporary files remain are stale
+            removed = remove_stale_temporaries([root, root / "panels", *(root / "panels").glob("*/"), root / "refs", self.history_dir()])
+            if removed:
+                self.notes.append(f"Removed {len(removed)} temporary file(s) an interrupted run left in {root}.")
+
+    def release(self) -> None:
+        """This run is over: let the next one know (and wait for the background writer)."""
+        self.flush()
+        self.active.leave()
 
     # ------------------------------------------------------------------ panels
     def has_files(self, entry: PanelEntry) -> bool:
         files = [entry.image, entry.mask] + [c.grid for c in entry.candidates]
         return all(isinstance(f, str) and (self.root / f).is_file() for f in files)
 
-    def begin_panel(self, number: int, overlay: "Overlay") -> None:
+    def begin_panel(self, number: int, overlay: "Overlay", reroll: int = 0) -> None:
         """Before a panel is made again: mark it pending on disk, then move its old image to history.
 
         In this order a Ctrl-C never leaves a "done" panel whose files are gone.
@@ -199,7 +222,7 @@ class RunFolder:
 
         def mark(manifest: RunManifest) -> None:
             old["entry"] = manifest.panel(number)
-            manifest.set_panel(pending_entry(number, overlay))
+            manifest.set_panel(pending_entry(number, overlay, reroll))  # an interrupted reroll keeps its count
 
         self.update(mark)
         image = self.panel_image(number)
@@ -333,53 +356,6 @@ class RunFolder:
         self.update(lambda m: m.set_panel(entry))
         return entry
 
-    def commit_finished_pick(self, number: int, finished: "FinishedPick") -> PanelEntry:
-        """Write a picked candidate the run just finished: its image (the preview is kept beside
-        it), the panel image, then the manifest entry, which now names it chosen by the author."""
-        i = finished.index
-        pdir = self.panel_dir(number)
-        cand_path, preview_path = pdir / f"cand-{i}.png", pdir / f"preview-{i}.png"
-        if cand_path.is_file():
-            os.replace(cand_path, preview_path)
-        atomic_save_image(cand_path, finished.cell)
-        result: dict[str, PanelEntry] = {}
-
-        def change(manifest: RunManifest) -> None:
-            entry = manifest.panel(number)
-            if entry is None:
-                raise IppromptError(f"Panel {number} left the manifest while its picked candidate was finished.")
-            self.keep_current_image(entry)
-            atomic_save_image(self.panel_image(number), finished.cell)
-            candidates = []
-            for c in entry.candidates:
-                if c.index == i:
-                    c = c.model_copy(update=dict(
-                        image=self.rel(cand_path),
-                        preview_image=self.rel(preview_path) if preview_path.is_file() else c.preview_image,
-                        finished=True,
-                        pruned=False,
-                        scores=Scores(**finished.scores.to_json()),
-                        steps_run=finished.steps_run,
-                    ))
-                candidates.append(c.model_copy(update={"chosen": c.index == i}))
-            entry = entry.model_copy(update=dict(
-                candidates=candidates,
-                chosen=i,
-                picked_by="author",
-                picked_from_history=None,
-                pick_to_finish=None,
-                shape=finished.shape,
-                nfe=entry.nfe + finished.nfe,
-                seconds=round(entry.seconds + finished.seconds, 3),
-            ))
-            manifest.set_panel(entry)
-            result["entry"] = entry
-
-        self.update(change)
-        self.write_record(result["entry"])
-        return result["entry"]
-
-
     @staticmethod
     def _save_grid(pdir: Path, index: int, canvas: "Image.Image", *, chosen: bool) -> Path:
         if chosen:
@@ -393,9 +369,9 @@ class RunFolder:
         return path
 
 
-def pending_entry(number: int, overlay: "Overlay") -> PanelEntry:
+def pending_entry(number: int, overlay: "Overlay", reroll: int = 0) -> PanelEntry:
     """A panel not made (yet): only the story's text, which the storyboard shows in its frame."""
-    return PanelEntry(number=number, status="pending", shape=overlay.shape, **overlay_fields(overlay))
+    return PanelEntry(number=number, status="pending", shape=overlay.shape, reroll=reroll, **overlay_fields(overlay))
 
 
 def overlay_fields(overlay: "Overlay") -> dict[str, object]:

@@ -18,7 +18,7 @@ from ipprompt.backends.base import Backend
 from ipprompt.backends.factory import MachineOptions, create_backend
 from ipprompt.dvp.layout import RefImage
 from ipprompt.execute import execute, out_of_memory_is_a_user_error
-from ipprompt.finish import finish_pick
+from ipprompt.finish import commit_finished_pick, finish_pick
 from ipprompt.manifest import PanelEntry, RunManifest
 from ipprompt.plan import PanelJob
 from ipprompt.progress import RunProgress
@@ -66,6 +66,19 @@ def resolve_continuity(job: PanelJob, folder: RunFolder, manifest: RunManifest) 
     prev = manifest.panel(job.continuity_from or 0)
     path = folder.root / prev.image if prev is not None and prev.done and prev.image else None
     return job.with_previous(path if path is not None and path.is_file() else None)
+
+
+def adopt_record(folder: RunFolder, manifest: RunManifest, job: PanelJob) -> PanelEntry | None:
+    """The panel's manifest entry; a finished panel whose manifest entry a kill never wrote (its
+    files and record are on disk, its key matches) is taken into the manifest instead of remade."""
+    old = manifest.panel(job.number)
+    if old is not None and old.done:
+        return old
+    record = folder.read_record(job.number)
+    if record is None or record.key != job.key:
+        return old
+    folder.update(lambda m: m.set_panel(record))
+    return record
 
 
 def reusable(folder: RunFolder, old: PanelEntry | None, job: PanelJob) -> bool:
@@ -122,14 +135,14 @@ class LocalRunner:
                 self.folder.flush()  # the previous panel's image must be on disk
             manifest = self.folder.read() or RunManifest()
             job = resolve_continuity(job, self.folder, manifest)
-            old = manifest.panel(job.number)
+            old = adopt_record(self.folder, manifest, job)
             if not force and reusable(self.folder, old, job):
                 assert old is not None
                 if old.pick_to_finish is not None:
                     # The author picked a previewed candidate: finish that one, nothing else.
                     backend = self._ready_backend(jobs[i:])
                     self.progress.start_panel(job.number, f"finishing picked candidate #{old.pick_to_finish}")
-                    self.folder.commit_finished_pick(job.number, finish_pick(job, old, backend, self.scorer, self.progress))
+                    commit_finished_pick(self.folder, job.number, finish_pick(job, old, backend, self.scorer, self.progress))
                     outcome.finished.append(job.number)
                     self.progress.end_panel(reused=False)
                     continue
@@ -139,7 +152,7 @@ class LocalRunner:
                 continue
             backend = self._ready_backend(jobs[i:])
             self.progress.start_panel(job.number, job.overlay.prompt)
-            self.folder.begin_panel(job.number, job.overlay)
+            self.folder.begin_panel(job.number, job.overlay, job.reroll)
             result = execute(job, backend, self.scorer, self.progress)
             # Written while the GPU makes the next panel; at most one commit waits at a time.
             self.folder.flush()

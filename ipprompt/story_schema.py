@@ -7,9 +7,9 @@ into located problems.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 DEFAULT_MODEL = "black-forest-labs/FLUX.1-Fill-dev"
 DEFAULT_ENCODER = "openai/clip-vit-base-patch32"
@@ -111,7 +111,7 @@ class Panel(_Strict):
     prompt: str = Field(min_length=1)
     characters: list[str] = []
     scene: str | None = None
-    elements: list[str] = []
+    elements: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]] = []
     caption: str | None = None
     dialogue: list[Dialogue] = []
     seed: int | None = Field(None, ge=0, le=2**32 - 1)

@@ -258,3 +258,10 @@ def test_theme_files_are_readable_like_the_users_other_files(capsys: pytest.Capt
         assert (folder / "images").stat().st_mode & 0o777 == 0o755
     finally:
         os.umask(old)
+
+
+def test_blank_explicit_elements_are_refused(example_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = example_copy.read_text().replace('elements = ["a small red fishing boat', 'elements = ["", " ", "a small red fishing boat', 1)
+    example_copy.write_text(text)
+    r = run_cli(capsys, "story", "check", str(example_copy))
+    assert r.exit_code == 2 and "elements[0]" in r.output and "Traceback" not in r.output

@@ -129,10 +129,14 @@ def test_centre_crop_is_the_references(panel: PanelPrompt) -> None:
         ours = reference_fit(image, TILE)
         assert ours.size == (TILE, TILE)
         assert np.array_equal(np.array(ours), np.array(reference_center_crop(image, TILE, TILE)))
-        for width, height in ((2 * TILE, TILE), (TILE, 2 * TILE)):  # wide and tall panels: the same rule
-            wide = reference_fit(image, width, height)
-            assert wide.size == (width, height)
-            assert np.array_equal(np.array(wide), np.array(reference_center_crop(image, width, height)))
+    # Wide and tall tiles: scaled until both sides cover the tile, never over-cropped. An image
+    # with the tile's own shape and size comes through whole.
+    stripes = Image.new("RGB", (2 * TILE, TILE), (0, 0, 255))
+    stripes.paste((255, 0, 0), (0, 0, 4, TILE))  # a red band at the left edge
+    for width, height, image in ((2 * TILE, TILE, stripes), (TILE, 2 * TILE, stripes.rotate(90, expand=True))):
+        fitted = reference_fit(image, width, height)
+        assert fitted.size == (width, height)
+        assert np.array_equal(np.array(fitted), np.array(image)), "the edge bands survive"
 
 
 @pytest.mark.parametrize("pinned", [False, True], ids=["3-elements", "3-elements+1-pinned"])

@@ -136,3 +136,61 @@ def test_read_only_run_folder_is_a_message(example_copy: Path, tmp_path: Path, m
     monkeypatch.setattr(ipprompt.runfolder.os, "access", lambda p, mode: False if Path(p) == out and mode == os.W_OK else real_access(p, mode))
     r = run_cli(capsys, "story", "run", str(example_copy), "--out", str(out), "--backend", "preview")
     assert r.exit_code == 2 and "read-only" in r.stderr and str(out) in r.stderr and "Traceback" not in r.output
+
+
+def test_cleanup_spares_a_foreign_folder_and_a_live_neighbour(example_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ipprompt.runlock import ActiveRun
+
+    # A mistyped --out: refused before anything in it is touched, hidden .tmp files included.
+    foreign = tmp_path / "mine"
+    (foreign / "p" / "b").mkdir(parents=True)
+    (foreign / "notes.txt").write_text("x")
+    (foreign / "p" / "b" / ".session.tmp").write_text("d")
+    r = run_cli(capsys, "story", "run", str(example_copy), "--backend", "preview", "--out", str(foreign))
+    assert r.exit_code == 2 and (foreign / "p" / "b" / ".session.tmp").read_text() == "d"
+
+    # A run folder another live process is writing into: its temporary files stay.
+    out = tmp_path / "run"
+    run_story(example_copy, out=out, panels="1", **QUICK)
+    in_flight = out / "panels" / "01" / ".cand-0.png.ab12cd34.tmp"
+    in_flight.write_bytes(b"half")
+    neighbour = ActiveRun(out)
+    neighbour.enter()
+    try:
+        run_story(example_copy, out=out, panels="2", **QUICK)
+        assert in_flight.exists(), "a live neighbour's temporary file is not stale"
+    finally:
+        neighbour.leave()
+    run_story(example_copy, out=out, panels="2", **QUICK)
+    assert not in_flight.exists(), "alone on the folder, leftovers are cleaned"
+
+
+def test_an_interrupted_reroll_keeps_its_new_seed(example_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ipprompt.runner
+
+    out = tmp_path / "run"
+    run_story(example_copy, out=out, panels="3", **QUICK)
+    first = run_story(example_copy, out=out, panels="3", reroll=True, **QUICK).manifest.panel(3)
+    assert first is not None and first.reroll == 1
+
+    def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(ipprompt.runner, "execute", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            run_story(example_copy, out=out, panels="3", reroll=True, **QUICK)
+    plain = run_story(example_copy, out=out, panels="3", **QUICK).manifest.panel(3)
+    assert plain is not None and plain.reroll == 2 and plain.seed != first.seed, "never back to a rejected take"
+
+
+def test_a_panel_killed_between_its_record_and_the_manifest_is_kept(example_copy: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run_story(example_copy, out=out, panels="1", **QUICK)
+    image = (out / "panels" / "01.png").stat().st_mtime_ns
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["panels"][0] = {"number": 1, "status": "pending", "prompt": manifest["panels"][0]["prompt"]}
+    (out / "manifest.json").write_text(json.dumps(manifest))  # as if killed before the manifest said "done"
+    again = run_story(example_copy, out=out, panels="1", **QUICK)
+    assert again.reused == [1] and again.generated == []
+    assert (out / "panels" / "01.png").stat().st_mtime_ns == image

@@ -116,7 +116,7 @@ def _problems(backend: str, machine: MachineOptions, loras: Sequence[str] = ()) 
     try:
         device = resolve_device(machine.device)
     except IppromptError as exc:
-        return [exc.message]
+        return [f"{exc.message} {exc.hint}" if exc.hint else exc.message]
     cuda = device.type == "cuda"
     if machine.offload == "sequential" and not cuda:
         problems.append("--offload sequential needs a CUDA GPU (it streams each layer to the GPU); on the CPU use --offload none")
@@ -132,7 +132,8 @@ def _problems(backend: str, machine: MachineOptions, loras: Sequence[str] = ()) 
             "drop --compile, or use --quantize none with --compile"
         )
     if machine.compile and machine.quantize == "nf4":
-        problems.append("--compile with --quantize nf4: bitsandbytes 4-bit layers do not compile; use --quantize fp8 with --compile")
+        problems.append("--compile with --quantize nf4: bitsandbytes 4-bit layers do not compile; drop --compile"
+                        + (" or use --quantize fp8 (torchao float8 compiles on this GPU)" if fp8_kind(device)[0] == "torchao" else ""))
     attention = _attention_problem(machine.attention, cuda)
     if attention:
         problems.append(attention)

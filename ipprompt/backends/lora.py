@@ -48,6 +48,8 @@ def parse_lora(text: str) -> LoraSpec:
         except ValueError:
             raise ValueError(f"LoRA {text!r}: the scale after ':' must be a number, e.g. {head}:0.8") from None
         source = head
+    if not source.strip() or source.startswith(":"):
+        raise ValueError(f"LoRA {text!r} names no LoRA before the scale; write ID_OR_PATH:SCALE, e.g. owner/name:0.8")
     if not -10.0 <= scale <= 10.0:
         raise ValueError(f"LoRA {text!r}: scale {scale} is outside -10..10")
     return LoraSpec(source, scale)

@@ -77,7 +77,7 @@ def run(
         tile=tile, grid=grid, shape=shape, method=method, fast=fast, loras=list(lora) if lora else None,
     )
     if dry_run:
-        _dry_run(story_path, panels, device, offload, quantize, vae_tiling, compile, attention, overrides)
+        _dry_run(story_path, panels, device, offload, quantize, vae_tiling, compile, attention, overrides, ray, workers)
         return
 
     progress = RichProgress()
@@ -100,29 +100,34 @@ def run(
 
 
 def _dry_run(story_path: Path, panels: Optional[str], device: str, offload: str, quantize: str, vae_tiling: bool,
-             compile: bool, attention: str, overrides: dict) -> None:
+             compile: bool, attention: str, overrides: dict, ray: Optional[str] = None, workers: Optional[int] = None) -> None:
     """Planned NFE per panel and in total, projected time for this GPU; no model, no file written."""
-    from ipprompt.backends.factory import MachineOptions, check_inputs
+    from ipprompt.backends.factory import MachineOptions
+    from ipprompt.execute import search_settings
     from ipprompt.projection import dry_run
-    from ipprompt.run import apply_overrides, parse_panel_selection
-    from ipprompt.story import load_story
+    from ipprompt.run import preflight
 
     try:
-        story = load_story(story_path)
-        settings = apply_overrides(story.generation, overrides)
         machine = MachineOptions(device=device, offload=offload, quantize=quantize, vae_tiling=vae_tiling, compile=compile, attention=attention)
-        check_inputs(settings.backend, machine, settings.lora_specs)
-        numbers = parse_panel_selection(panels, len(story.panels)) if panels else list(range(1, len(story.panels) + 1))
+        story, settings, numbers = preflight(story_path, panels, overrides, machine, ray=ray, workers=workers)
         plan = dry_run(story, settings, numbers, device=device, compiled=compile)
     except IppromptError as error:
         raise fail(error)
     proj = plan["projection"]
     mode = "fast, " if settings.fast else ""
-    how = (f"reference method (every permutation), {settings.steps} steps" if settings.method == "reference" else
-           f"{settings.search} search, {settings.steps} steps, preview at step {settings.preview_step}")
+    if settings.method == "reference":
+        how = f"reference method (every permutation), {settings.steps} steps"
+    elif search_settings(settings).pruned:
+        how = f"pruned search, {settings.steps} steps, preview at step {settings.preview_step}"
+    else:
+        how = f"exhaustive search (no previews), {settings.steps} steps"
     title = f"Dry run: {story.title} — {mode}{how}, canvas {plan['canvas']}²"
+    if settings.backend == "preview":
+        console.print("The preview backend runs no model: 0 NFE. Without --backend preview:", markup=False)
+        plan = dry_run(story, settings.model_copy(update={"backend": "flux-fill"}), numbers, device=device, compiled=compile)
+        proj = plan["projection"]
     table = Table(title=escape(title), title_justify="left")
-    for col in ("panel", "elements", "arrangements", "NFE (at most)", "projected"):
+    for col in ("panel", "elements", "first round", "NFE (at most)", "projected"):
         table.add_column(col, justify="right")
     sps = proj.seconds_per_step
     for b in plan["panels"]:

@@ -64,7 +64,9 @@ def reference_fit(image: Image.Image, width: int, height: int | None = None) -> 
     """
     height = width if height is None else height
     w, h = image.size
-    scale = max(width / min(w, h), height / min(w, h))
+    # The reference writes max(width / min(w, h), height / min(w, h)): the same for its square
+    # tiles; for a wide or tall tile that would over-crop, so scale until both sides cover it.
+    scale = max(width / w, height / h)
     resized = image.resize((int(w * scale), int(h * scale)))
     w, h = resized.size
     return resized.crop((w / 2 - width / 2, h / 2 - height / 2, w / 2 + width / 2, h / 2 + height / 2))
