@@ -98,22 +98,31 @@ def model_key(model_id: str) -> str:
     return model_id
 
 
-class ClipEncoder:
-    """A loaded CLIP-style model (text + image towers) that returns unit-length embeddings."""
+class LoadedEncoder:
+    """A transformers model and its processor, loaded on a device; ``calls`` counts forward batches
+    (tests use it to prove that cached embeddings are reused). Shared by CLIP and DINOv2."""
 
     model_id: str
     device: str
-    dim: int
     calls: int
 
     def __init__(self, model: Any, processor: Any, model_id: str, device: str) -> None:
-        """Wrap an already loaded model; use :meth:`load` to get one from a Hub id or folder."""
+        """Wrap an already loaded model; use the subclass's ``load`` to get one from a Hub id or folder."""
         self.model = model
         self.processor = processor
         self.model_id = model_id
         self.device = device
         self.calls = 0
         self.dtype = next(model.parameters()).dtype
+
+
+class ClipEncoder(LoadedEncoder):
+    """A loaded CLIP-style model (text + image towers) that returns unit-length embeddings."""
+
+    dim: int
+
+    def __init__(self, model: Any, processor: Any, model_id: str, device: str) -> None:
+        super().__init__(model, processor, model_id, device)
         self.dim = int(self._probe_dim())
 
     def _probe_dim(self) -> int:

@@ -10,32 +10,18 @@ L2-normalised numpy rows out, and any load failure becomes ``ModelUnavailable`` 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from ipprompt.clip import _normalised, _silence_expected_transformers_noise, model_key, no_transformers_progress_bars
+from ipprompt.clip import LoadedEncoder, _normalised, _silence_expected_transformers_noise, model_key, no_transformers_progress_bars
 from ipprompt.errors import ModelUnavailable
 
 from ipprompt.evaluate.results import DEFAULT_DINO  # noqa: E402,F401  (defined where no numpy is needed)
 
 
-class DinoEncoder:
+class DinoEncoder(LoadedEncoder):
     """A loaded DINOv2-style image model returning one unit-length vector per image."""
-
-    model_id: str
-    device: str
-    calls: int
-
-    def __init__(self, model: Any, processor: Any, model_id: str, device: str) -> None:
-        """Wrap an already loaded model; use :meth:`load` to get one from a Hub id or folder."""
-        self.model = model
-        self.processor = processor
-        self.model_id = model_id
-        self.device = device
-        self.calls = 0
-        self.dtype = next(model.parameters()).dtype
 
     @classmethod
     def load(cls, model_id: str = DEFAULT_DINO, device: str | None = None) -> DinoEncoder:
