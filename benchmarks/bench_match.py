@@ -98,7 +98,7 @@ def bench_encode(images: int, batch: int) -> dict[str, float]:
     import torch
     from PIL import Image
 
-    from ipprompt.clip import ClipEncoder  # first: it silences the expected torchvision notice
+    from ipprompt.encoders.clip import ClipEncoder  # first: it silences the expected torchvision notice
     from ipprompt.testing import build_tiny_clip
 
     from transformers.utils import logging as hf_logging

@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ipprompt.backends.factory import MachineOptions
 from ipprompt.backends.flux_fill import FluxFillBackend  # noqa: E402
-from ipprompt.dvp.layout import GridSpec, RefImage  # noqa: E402
+from ipprompt.dvp.grid import GridSpec, RefImage  # noqa: E402
 from ipprompt.dvp.search import CandidateSearch, PanelPrompt, SearchSettings  # noqa: E402
-from ipprompt.scoring import Scorer  # noqa: E402
+from ipprompt.dvp.scoring import Scorer  # noqa: E402
 
 FLUX_FILL_TRANSFORMER = dict(
     patch_size=1, in_channels=384, out_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
@@ -121,11 +121,11 @@ def commit_like_a_run(result, spec: GridSpec, prompt: PanelPrompt, settings: Sea
     Returns (seconds the next panel waits, seconds of writing in all): with a background writer
     the wait is only handing the result over.
     """
-    from ipprompt.dvp.elements import Element
-    from ipprompt.execute import PanelResult
-    from ipprompt.plan import Overlay, PanelJob
-    from ipprompt.runfolder import RunFolder
-    from ipprompt.story import Generation
+    from ipprompt.story.elements import Element
+    from ipprompt.pipeline.execute import PanelResult
+    from ipprompt.pipeline.plan import Overlay, PanelJob
+    from ipprompt.runfolder.folder import RunFolder
+    from ipprompt.story.loading import Generation
 
     fields = {k: getattr(settings, k) for k in ("candidates", "rounds", "steps", "search", "preview_step", "keep", "refine") if hasattr(settings, k)}
     # Not validated: smoke runs use canvases below the story schema's minimum tile.
@@ -212,7 +212,7 @@ def main() -> None:
     spec = GridSpec(args.grid, tile)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        from ipprompt.clip import ClipEncoder
+        from ipprompt.encoders.clip import ClipEncoder
         from ipprompt.testing import build_tiny_clip, build_tiny_flux_fill
 
         if args.size == "tiny":
@@ -226,7 +226,7 @@ def main() -> None:
         prompt = PanelPrompt("a girl in a yellow raincoat climbs the lighthouse stairs",
                              tuple(f"element {i}" for i in range(args.elements)), refs, (), seed=0)
         if args.fast:
-            from ipprompt.story import FAST_DEFAULTS
+            from ipprompt.story.loading import FAST_DEFAULTS
 
             args.steps = args.steps or FAST_DEFAULTS["steps"]
             args.preview_step = args.preview_step or FAST_DEFAULTS["preview_step"]

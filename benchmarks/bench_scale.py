@@ -46,7 +46,7 @@ def main() -> None:
     import ray
     import torch
 
-    from ipprompt.run import parse_panel_selection, run_story
+    from ipprompt.pipeline.run import parse_panel_selection, run_story
     from ipprompt.testing import build_tiny_clip, build_tiny_flux_fill
 
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))

@@ -31,10 +31,10 @@ from bench_panel import FLUX_FILL_TRANSFORMER, FLUX_VAE, make_refs, run_mode  # 
 
 from ipprompt.backends.factory import MachineOptions, resolve_device  # noqa: E402
 from ipprompt.backends.flux_fill import FluxFillBackend  # noqa: E402
-from ipprompt.dvp.layout import GridSpec  # noqa: E402
+from ipprompt.dvp.grid import GridSpec  # noqa: E402
 from ipprompt.dvp.search import PanelPrompt, SearchSettings  # noqa: E402
-from ipprompt.scoring import Scorer  # noqa: E402
-from ipprompt.story import FAST_DEFAULTS  # noqa: E402
+from ipprompt.dvp.scoring import Scorer  # noqa: E402
+from ipprompt.story.loading import FAST_DEFAULTS  # noqa: E402
 
 
 def full_pipeline_on(device: torch.device):
@@ -86,7 +86,7 @@ def main() -> None:
     device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        from ipprompt.clip import ClipEncoder
+        from ipprompt.encoders.clip import ClipEncoder
         from ipprompt.testing import build_tiny_clip, build_tiny_flux_fill
 
         encoder = ClipEncoder.load(str(build_tiny_clip(tmp_path / "clip")), device=str(device))

@@ -102,7 +102,7 @@ def remove_stale_temporaries(folders: Iterable[Path]) -> list[Path]:
     """Delete temporary files a killed writer left directly in ``folders``; returns what was removed.
 
     Only names this module makes are touched, never a user's file; callers must know that no
-    live writer is using the folders (see ``ipprompt.runlock``).
+    live writer is using the folders (see ``ipprompt.runfolder.lock``).
     """
     removed: list[Path] = []
     for folder in folders:

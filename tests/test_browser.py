@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 
 from test_render import example_run_dir
-from ipprompt.render import render_storyboard
+from ipprompt.storyboard.render import render_storyboard
 
 VIEWPORT = (1280, 900)
 PHONE = (390, 844)

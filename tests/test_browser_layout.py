@@ -15,7 +15,7 @@ from PIL import Image
 
 from test_browser import PHONE, VIEWPORT, Browser, browser  # noqa: F401  (the fixture)
 from test_render import example_run_dir
-from ipprompt.render import render_storyboard
+from ipprompt.storyboard.render import render_storyboard
 
 BOX = "(s => { const r = document.querySelector(s).getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })"
 

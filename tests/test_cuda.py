@@ -17,7 +17,7 @@ import torch
 from ipprompt.backends.base import FillJob, fill
 from ipprompt.backends.factory import MachineOptions, check_inputs, fp8_kind
 from ipprompt.backends.flux_fill import FluxFillBackend
-from ipprompt.dvp.layout import GridSpec, target_mask
+from ipprompt.dvp.grid import GridSpec, target_mask
 from ipprompt.errors import IppromptError
 
 pytestmark = [
@@ -62,7 +62,7 @@ def test_paused_and_finished_equals_uninterrupted_in_bf16(backend: FluxFillBacke
 
 
 def test_peak_memory_is_counted_on_the_chosen_device(backend: FluxFillBackend, tmp_path: Path) -> None:
-    from ipprompt.execute import _device_index
+    from ipprompt.pipeline.execute import _device_index
 
     device = _device_index(backend)
     assert device is not None and device == torch.device(DEVICE) or str(device) == DEVICE

@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 from ipprompt.backends.preview import PreviewBackend
-from ipprompt.dvp.layout import GridSpec, RefImage, element_orders
+from ipprompt.dvp.grid import GridSpec, RefImage, element_orders
 from ipprompt.dvp.search import CandidateSearch, PanelPrompt, SearchSettings, panel_references
-from ipprompt.scoring import Scorer
+from ipprompt.dvp.scoring import Scorer
 
 SPEC = GridSpec(3, 64)
 GRID_INSTRUCTION = "A grid of illustrations that all share one consistent art style; the empty cell shows: a lighthouse"
@@ -55,7 +55,7 @@ class SpyScorer(Scorer):
 
 @pytest.fixture(scope="module")
 def encoder(tiny_clip_dir: Path) -> Any:
-    from ipprompt.clip import ClipEncoder
+    from ipprompt.encoders.clip import ClipEncoder
 
     return ClipEncoder.load(str(tiny_clip_dir), device="cpu")
 
@@ -92,12 +92,12 @@ def test_clip_t_compares_with_the_panel_description(encoder: Any, refs: tuple) -
 
 
 def test_plan_and_execute_carry_the_description(example_copy: Path) -> None:
-    from ipprompt.dvp.elements import PROMPT_PREFIX
-    from ipprompt.execute import panel_prompt
-    from ipprompt.plan import plan_panels
+    from ipprompt.story.elements import PROMPT_PREFIX
+    from ipprompt.pipeline.execute import panel_prompt
+    from ipprompt.pipeline.plan import plan_panels
     from ipprompt.progress import SilentProgress
-    from ipprompt.run import open_theme
-    from ipprompt.story import Generation, load_story
+    from ipprompt.pipeline.run import open_theme
+    from ipprompt.story.loading import Generation, load_story
 
     story = load_story(example_copy)
     library = open_theme(story, None, SilentProgress())

@@ -23,8 +23,8 @@ from ipprompt.evaluate import metrics
 from ipprompt.evaluate.compare import compare, report_document
 from ipprompt.evaluate.report import evaluate_run, load_eval_encoders, panel_description
 from ipprompt.evaluate.results import EVAL_FILE, RunEval, read_eval, save_eval
-from ipprompt.manifest import read_manifest
-from ipprompt.render import render_storyboard
+from ipprompt.runfolder.manifest import read_manifest
+from ipprompt.storyboard.render import render_storyboard
 
 THEME = STORIES / "themes" / "lighthouse"
 
@@ -48,7 +48,7 @@ def encoders(tiny_clip_dir: Path, tiny_dino_dir: Path) -> tuple[Any, Any]:
 @pytest.fixture(scope="session")
 def preview_run(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path) -> Path:
     """A preview run of panels 1-6 with the tiny CLIP encoder (read-only: copy it to change it)."""
-    from ipprompt.run import run_story
+    from ipprompt.pipeline.run import run_story
 
     work = tmp_path_factory.mktemp("eval-preview")
     shutil.copytree(STORIES, work / "stories", ignore=shutil.ignore_patterns("index.sqlite*", "__pycache__"))
@@ -223,7 +223,7 @@ def test_eval_two_runs_json_end_to_end(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from ipprompt.run import run_story
+    from ipprompt.pipeline.run import run_story
 
     run_a = tmp_path / "flux"
     run_story(example_copy, out=run_a, model=str(tiny_flux_dir), encoder=str(tiny_clip_dir), tile=256, steps=2, candidates=2, rounds=0, panels="1-2")

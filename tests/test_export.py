@@ -25,8 +25,8 @@ from ipprompt.export import export_run
 from ipprompt.export.lettering import BUBBLE, NARRATION, Line, letter_panel
 from ipprompt.export.pages import PLACEHOLDER, cell_box, make_book, page_spec, safe_panel_path
 from ipprompt.export.text import Box, clean_text, fit_paragraph
-from ipprompt.manifest import DialogueEntry, PanelEntry, RunManifest, StoryInfo, read_manifest, write_manifest
-from ipprompt.pagelayout import layout_panels, page_count
+from ipprompt.runfolder.manifest import DialogueEntry, PanelEntry, RunManifest, StoryInfo, read_manifest, write_manifest
+from ipprompt.storyboard.pagelayout import layout_panels, page_count
 
 RED, GREEN, BLUE, GREY = (200, 30, 30), (30, 160, 60), (40, 60, 200), (120, 120, 120)
 HOSTILE = {
@@ -341,7 +341,7 @@ def test_cli_help_shows_examples() -> None:
 
 
 def test_export_a_real_preview_run(example_copy: Path, tmp_path: Path) -> None:
-    from ipprompt.run import run_story
+    from ipprompt.pipeline.run import run_story
 
     out = tmp_path / "run"
     run_story(example_copy, out=out, backend="preview", tile=256, panels="1-3")

@@ -12,7 +12,7 @@ from PIL import Image
 from ipprompt.backends.base import FillJob, fill
 from ipprompt.backends.factory import MachineOptions
 from ipprompt.backends.flux_fill import FluxFillBackend
-from ipprompt.dvp.layout import GridSpec, target_mask
+from ipprompt.dvp.grid import GridSpec, target_mask
 from ipprompt.errors import IppromptError, ModelUnavailable
 
 SPEC = GridSpec(3, 64)  # 192 px canvas: the real VAE scale (8), a tiny cost

@@ -178,7 +178,7 @@ def test_story_check_prints_a_model_id_with_markup(capsys: pytest.CaptureFixture
 
 
 def test_single_file_page_inlines_no_link_and_no_non_image(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
-    from ipprompt.render import data_urls, render_storyboard
+    from ipprompt.storyboard.render import data_urls, render_storyboard
 
     run = tmp_path / "run"
     shutil.copytree(example_run_dir(tmp_path_factory), run)

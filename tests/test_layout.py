@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ipprompt.dvp.layout import (
+from ipprompt.dvp.grid import (
     EMPTY_CELL_COLOR,
     GridSpec,
     RefImage,

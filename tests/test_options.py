@@ -14,7 +14,7 @@ import ipprompt.backends.flux_fill as flux_fill
 from ipprompt.backends.base import FillJob, fill
 from ipprompt.backends.factory import MachineOptions, check_inputs
 from ipprompt.backends.flux_fill import FluxFillBackend
-from ipprompt.dvp.layout import GridSpec, target_mask
+from ipprompt.dvp.grid import GridSpec, target_mask
 from ipprompt.errors import IppromptError
 
 SPEC = GridSpec(3, 64)

@@ -18,10 +18,10 @@ from ipprompt.backends.factory import MachineOptions
 from ipprompt.backends.flux_fill import FluxFillBackend
 from ipprompt.backends.preview import PreviewBackend
 from ipprompt.errors import IppromptError
-from ipprompt.manifest import read_manifest
-from ipprompt.picks import history, pick, pick_auto, restore
-from ipprompt.plan import REROLL_STRIDE
-from ipprompt.run import run_story
+from ipprompt.runfolder.manifest import read_manifest
+from ipprompt.runfolder.picks import history, pick, pick_auto, restore
+from ipprompt.pipeline.plan import REROLL_STRIDE
+from ipprompt.pipeline.run import run_story
 
 # Three arrangements, two finished, one only previewed (pruned): every kind of candidate.
 PREVIEW = {"backend": "preview", "tile": 256, "candidates": 3, "rounds": 0, "keep": 2}
@@ -234,7 +234,7 @@ def test_pick_and_a_running_panel_share_the_lock(example_copy: Path, tmp_path: P
     """A pick is a locked read-modify-write: another process's entry for another panel survives it."""
     run = tmp_path / "run"
     run_story(example_copy, out=run, panels="2-3", **PREVIEW)
-    from ipprompt.runfolder import RunFolder
+    from ipprompt.runfolder.folder import RunFolder
 
     folder = RunFolder(run)
     folder.update(lambda m: setattr(m.panel(3), "caption", "written by another process"))  # type: ignore[arg-type]

@@ -24,9 +24,9 @@ from PIL import Image
 
 from cli_helpers import run_cli
 from ipprompt.progress import SilentProgress, WorkerState
-from ipprompt.ray_runner import plan_workers
-from ipprompt.run import run_story
-from ipprompt.runfolder import RunFolder
+from ipprompt.pipeline.runners.ray_runner import plan_workers
+from ipprompt.pipeline.run import run_story
+from ipprompt.runfolder.folder import RunFolder
 
 needs_ray = pytest.mark.skipif(
     importlib.util.find_spec("ray") is None, reason="Ray is not installed (optional extra: pip install 'ipprompt[ray]')"
@@ -164,8 +164,8 @@ def test_one_worker_per_gpu() -> None:
 
 @needs_ray
 def test_a_picked_preview_is_finished_on_a_ray_worker(ray_cluster: None, example_copy: Path, tmp_path: Path) -> None:
-    from ipprompt.manifest import read_manifest
-    from ipprompt.picks import pick
+    from ipprompt.runfolder.manifest import read_manifest
+    from ipprompt.runfolder.picks import pick
 
     run = tmp_path / "run"
     quick = {"backend": "preview", "tile": 256, "candidates": 4, "keep": 1, "rounds": 0}

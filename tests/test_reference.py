@@ -18,11 +18,11 @@ from PIL import Image
 
 from cli_helpers import run_cli
 from ipprompt.backends.preview import PreviewBackend
-from ipprompt.dvp.layout import GridSpec, RefImage, target_mask
-from ipprompt.dvp.reference import REFERENCE_PREFIX, ReferenceSearch, reference_arrangement, reference_fit
+from ipprompt.dvp.grid import GridSpec, RefImage, target_mask
+from ipprompt.dvp.ipprompter import REFERENCE_PREFIX, ReferenceSearch, reference_arrangement, reference_fit
 from ipprompt.dvp.search import CandidateSearch, PanelPrompt, SearchSettings
-from ipprompt.run import run_story
-from ipprompt.scoring import Scorer
+from ipprompt.pipeline.run import run_story
+from ipprompt.dvp.scoring import Scorer
 
 TILE = 64
 SPEC = GridSpec(3, TILE)
@@ -178,7 +178,7 @@ def test_pinned_overwrite_in_the_references_order(panel: PanelPrompt) -> None:
 
 
 def test_every_candidate_finishes_and_the_highest_clip_t_wins(panel: PanelPrompt, tiny_clip_dir: Path) -> None:
-    from ipprompt.clip import ClipEncoder
+    from ipprompt.encoders.clip import ClipEncoder
 
     encoder = ClipEncoder.load(str(tiny_clip_dir), device="cpu")
     settings = SearchSettings(candidates=2, rounds=2, steps=4, preview_step=1, keep=1, search="pruned", method="reference")

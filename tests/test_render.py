@@ -23,7 +23,7 @@ import pytest
 
 from conftest import REPO, STORIES
 from ipprompt.errors import IppromptError
-from ipprompt.render import render_storyboard, storyboard_path
+from ipprompt.storyboard.render import render_storyboard, storyboard_path
 
 DONE_PANELS = "1-6"
 PAYLOAD = '<script>alert(1)</script>" onerror="alert(2)" x="'
@@ -44,7 +44,7 @@ def example_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     final = base / "storyboard-example-run"
     if (final / "manifest.json").is_file():
         return final
-    from ipprompt.run import run_story
+    from ipprompt.pipeline.run import run_story
 
     work = base / f"storyboard-example-build-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
@@ -421,7 +421,7 @@ def test_wheel_ships_the_templates(tmp_path_factory: pytest.TempPathFactory, tmp
     script = (
         "import sys, ipprompt, jinja2\n"
         "from pathlib import Path\n"
-        "from ipprompt.render import _builtin_loader, render_storyboard\n"
+        "from ipprompt.storyboard.render import _builtin_loader, render_storyboard\n"
         "assert Path(ipprompt.__file__).resolve().is_relative_to(Path(sys.prefix).resolve()), ipprompt.__file__\n"
         "assert isinstance(_builtin_loader(), jinja2.PackageLoader), 'templates must come from the wheel'\n"
         "print(render_storyboard(sys.argv[1]))\n"

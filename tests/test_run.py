@@ -11,7 +11,7 @@ import pytest
 from cli_helpers import run_cli
 from ipprompt.backends.factory import MachineOptions
 from ipprompt.backends.flux_fill import FluxFillBackend
-from ipprompt.run import run_story
+from ipprompt.pipeline.run import run_story
 
 FAST = {"tile": 256, "candidates": 2, "rounds": 0, "steps": 2}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run_cli
-from ipprompt.run import run_story
+from ipprompt.pipeline.run import run_story
 
 
 def test_brackets_in_user_text_are_not_markup(example_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -44,12 +44,12 @@ def test_kept_panels_show_edited_captions_and_names(example_copy: Path, tmp_path
 
 
 def test_ctrl_c_says_how_to_resume(example_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import ipprompt.runner
+    import ipprompt.pipeline.runners.local
 
     def interrupted(self, jobs, force=False):  # type: ignore[no-untyped-def]
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ipprompt.runner.LocalRunner, "run", interrupted)
+    monkeypatch.setattr(ipprompt.pipeline.runners.local.LocalRunner, "run", interrupted)
     result = run_cli(capsys, "story", "run", str(example_copy), "--backend", "preview", "--out", str(tmp_path / "r"))
     assert result.exit_code == 130
     assert "run the same command again to resume" in result.stderr
@@ -58,12 +58,12 @@ def test_ctrl_c_says_how_to_resume(example_copy: Path, tmp_path: Path, capsys: p
 def test_interrupted_regeneration_leaves_a_pending_panel(example_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "run"
     run_story(example_copy, out=out, panels="1", backend="preview", candidates=2, rounds=0)
-    import ipprompt.runner
+    import ipprompt.pipeline.runners.local
 
     def boom(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ipprompt.runner, "execute", boom)
+    monkeypatch.setattr(ipprompt.pipeline.runners.local, "execute", boom)
     with pytest.raises(KeyboardInterrupt):
         run_story(example_copy, out=out, panels="1", backend="preview", candidates=2, rounds=0, force=True)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -78,13 +78,13 @@ def test_out_of_memory_is_a_clear_error(
     import torch
 
     import ipprompt.dvp.search
-    import ipprompt.runner
+    import ipprompt.pipeline.runners.local
 
     def oom(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     if where == "load":
-        monkeypatch.setattr(ipprompt.runner, "create_backend", oom)
+        monkeypatch.setattr(ipprompt.pipeline.runners.local, "create_backend", oom)
     else:
         monkeypatch.setattr(ipprompt.dvp.search.CandidateSearch, "run", oom)
     result = run_cli(capsys, "story", "run", str(example_copy), "--backend", "preview", "--panels", "1", "--out", str(tmp_path / "r"))
@@ -104,7 +104,7 @@ def test_reversed_panel_range(example_copy: Path, tmp_path: Path, capsys: pytest
 
 
 def test_missing_local_encoder_folder_is_named(example_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from ipprompt.clip import ClipEncoder
+    from ipprompt.encoders.clip import ClipEncoder
     from ipprompt.errors import ModelUnavailable
 
     with pytest.raises(ModelUnavailable, match="does not exist"):

@@ -13,13 +13,13 @@ import pytest
 
 from cli_helpers import run_cli
 from ipprompt.errors import IppromptError
-from ipprompt.run import run_story
+from ipprompt.pipeline.run import run_story
 
 QUICK = {"backend": "preview", "tile": 256, "candidates": 2, "rounds": 0}
 
 
 def test_interrupted_first_panel_resumes(example_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    import ipprompt.runner
+    import ipprompt.pipeline.runners.local
 
     out = tmp_path / "run"
 
@@ -27,7 +27,7 @@ def test_interrupted_first_panel_resumes(example_copy: Path, tmp_path: Path, mon
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr(ipprompt.runner, "execute", interrupted)
+        m.setattr(ipprompt.pipeline.runners.local, "execute", interrupted)
         r = run_cli(capsys, "story", "run", str(example_copy), "--out", str(out), "--panels", "1-2", "--backend", "preview", "--tile", "256")
     assert r.exit_code == 130
     manifest = json.loads((out / "manifest.json").read_text())  # the run said what it is before panel 1
@@ -127,19 +127,19 @@ def test_full_disk_during_a_run_is_a_message(example_copy: Path, tmp_path: Path,
 
 
 def test_read_only_run_folder_is_a_message(example_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    import ipprompt.runfolder
+    import ipprompt.runfolder.folder
 
     out = tmp_path / "run"
     run_story(example_copy, out=out, panels="1", **QUICK)
     real_access = os.access
     # Tests run as root, who may write anywhere: say the folder is read-only as a user would see it.
-    monkeypatch.setattr(ipprompt.runfolder.os, "access", lambda p, mode: False if Path(p) == out and mode == os.W_OK else real_access(p, mode))
+    monkeypatch.setattr(ipprompt.runfolder.folder.os, "access", lambda p, mode: False if Path(p) == out and mode == os.W_OK else real_access(p, mode))
     r = run_cli(capsys, "story", "run", str(example_copy), "--out", str(out), "--backend", "preview")
     assert r.exit_code == 2 and "read-only" in r.stderr and str(out) in r.stderr and "Traceback" not in r.output
 
 
 def test_cleanup_spares_a_foreign_folder_and_a_live_neighbour(example_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from ipprompt.runlock import ActiveRun
+    from ipprompt.runfolder.lock import ActiveRun
 
     # A mistyped --out: refused before anything in it is touched, hidden .tmp files included.
     foreign = tmp_path / "mine"
@@ -166,7 +166,7 @@ def test_cleanup_spares_a_foreign_folder_and_a_live_neighbour(example_copy: Path
 
 
 def test_an_interrupted_reroll_keeps_its_new_seed(example_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ipprompt.runner
+    import ipprompt.pipeline.runners.local
 
     out = tmp_path / "run"
     run_story(example_copy, out=out, panels="3", **QUICK)
@@ -177,7 +177,7 @@ def test_an_interrupted_reroll_keeps_its_new_seed(example_copy: Path, tmp_path: 
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr(ipprompt.runner, "execute", interrupted)
+        m.setattr(ipprompt.pipeline.runners.local, "execute", interrupted)
         with pytest.raises(KeyboardInterrupt):
             run_story(example_copy, out=out, panels="3", reroll=True, **QUICK)
     plain = run_story(example_copy, out=out, panels="3", **QUICK).manifest.panel(3)

@@ -11,9 +11,9 @@ from PIL import Image
 from ipprompt.backends.factory import MachineOptions
 from ipprompt.backends.flux_fill import FluxFillBackend
 from ipprompt.backends.preview import PreviewBackend
-from ipprompt.dvp.layout import GridSpec, RefImage
+from ipprompt.dvp.grid import GridSpec, RefImage
 from ipprompt.dvp.search import CandidateSearch, PanelPrompt, SearchSettings
-from ipprompt.scoring import Scorer
+from ipprompt.dvp.scoring import Scorer
 
 SPEC = GridSpec(3, 64)
 
@@ -25,7 +25,7 @@ def backend(tiny_flux_dir: Path) -> FluxFillBackend:
 
 @pytest.fixture(scope="module")
 def encoder(tiny_clip_dir: Path):  # type: ignore[no-untyped-def]
-    from ipprompt.clip import ClipEncoder
+    from ipprompt.encoders.clip import ClipEncoder
 
     return ClipEncoder.load(str(tiny_clip_dir), device="cpu")
 
@@ -95,7 +95,7 @@ def test_default_budget_with_refinement_is_at_most_120_nfe(backend, encoder, pro
 
 def test_finished_panel_equals_an_uninterrupted_run_of_its_arrangement(backend, encoder, prompt) -> None:  # type: ignore[no-untyped-def]
     from ipprompt.backends.base import fill
-    from ipprompt.dvp.layout import crop_target
+    from ipprompt.dvp.grid import crop_target
 
     result, _ = run_search(backend, encoder, prompt, rounds=1, refine=2, steps=12, preview_step=3)
     winner = result.candidates[result.chosen]

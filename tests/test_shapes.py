@@ -12,11 +12,11 @@ from ipprompt.backends.base import FillJob, fill
 from ipprompt.backends.factory import MachineOptions
 from ipprompt.backends.flux_fill import FluxFillBackend
 from ipprompt.backends.preview import PreviewBackend
-from ipprompt.dvp.layout import GridSpec, RefImage, build_canvas, crop_target, fit_to_tile, place_references, shape_tile, target_mask
-from ipprompt.manifest import read_manifest
-from ipprompt.plan import plan_panels
-from ipprompt.run import run_story
-from ipprompt.story import load_story
+from ipprompt.dvp.grid import GridSpec, RefImage, build_canvas, crop_target, fit_to_tile, place_references, shape_tile, target_mask
+from ipprompt.runfolder.manifest import read_manifest
+from ipprompt.pipeline.plan import plan_panels
+from ipprompt.pipeline.run import run_story
+from ipprompt.story.loading import load_story
 
 TINY = {"backend": "flux-fill", "tile": 256, "candidates": 2, "rounds": 0, "steps": 2, "keep": 1}
 
@@ -80,7 +80,7 @@ def test_shape_joins_the_key_and_square_keys_are_unchanged(example_copy: Path, m
     import json
     from dataclasses import replace
 
-    from ipprompt import plan
+    from ipprompt.pipeline import plan
 
     story = load_story(example_copy)
 

@@ -12,10 +12,10 @@ from ipprompt.backends.base import FillJob, fill
 from ipprompt.backends.factory import MachineOptions, check_inputs
 from ipprompt.backends.flux_fill import FluxFillBackend
 from ipprompt.backends.lora import parse_lora
-from ipprompt.dvp.layout import GridSpec, target_mask
+from ipprompt.dvp.grid import GridSpec, target_mask
 from ipprompt.errors import IppromptError
-from ipprompt.projection import seconds_per_step
-from ipprompt.run import run_story
+from ipprompt.pipeline.projection import seconds_per_step
+from ipprompt.pipeline.run import run_story
 
 SPEC = GridSpec(3, 64)
 
@@ -87,27 +87,27 @@ def test_lora_specs() -> None:
 
 
 def test_fast_mode_is_in_the_panel_key(example_copy: Path) -> None:
-    from ipprompt.story import Generation
+    from ipprompt.story.loading import Generation
 
     assert Generation(fast=True).steps == 8 and Generation(fast=True, steps=12).steps == 12
     assert Generation().steps == 50
     # Turning --fast off brings the normal defaults back (they were never "written").
-    from ipprompt.run import apply_overrides
+    from ipprompt.pipeline.run import apply_overrides
 
     assert apply_overrides(Generation(fast=True), {"fast": False}).steps == 50
-    assert "fast" in __import__("ipprompt.plan", fromlist=["KEY_SETTINGS"]).KEY_SETTINGS
+    assert "fast" in __import__("ipprompt.pipeline.plan", fromlist=["KEY_SETTINGS"]).KEY_SETTINGS
 
 
 def test_dry_run_loads_no_model(example_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import diffusers
 
-    import ipprompt.clip
+    import ipprompt.encoders.clip
 
     def forbidden(*a: object, **k: object) -> None:
         raise AssertionError("--dry-run loaded a model")
 
     monkeypatch.setattr(diffusers.FluxFillPipeline, "from_pretrained", forbidden)
-    monkeypatch.setattr(ipprompt.clip.ClipEncoder, "load", forbidden)
+    monkeypatch.setattr(ipprompt.encoders.clip.ClipEncoder, "load", forbidden)
     out = tmp_path / "never"
     result = run_cli(capsys, "story", "run", str(example_copy), "--dry-run", "--out", str(out), "--device", "cpu")
     assert result.exit_code == 0, result.output

@@ -8,7 +8,7 @@ import pytest
 
 from cli_helpers import run_cli
 from conftest import EXAMPLE_STORY
-from ipprompt.story import StoryError, load_story
+from ipprompt.story.loading import StoryError, load_story
 
 VALID = """\
 title = "Test"

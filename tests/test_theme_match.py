@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ipprompt.clip import ClipEncoder, load_encoder_or_none
+from ipprompt.encoders.clip import ClipEncoder, load_encoder_or_none
 from ipprompt.errors import ModelUnavailable
 from ipprompt.theme import ThemeLibrary, rank_matches, sha_tie_rank
 from ipprompt.theme.lexical import LexicalIndex, stem, terms

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
-from ipprompt.clip import ClipEncoder
+from ipprompt.encoders.clip import ClipEncoder
 from ipprompt.errors import IppromptError
 from ipprompt.theme import ThemeLibrary
 from ipprompt.theme.config import read_config

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from ipprompt.dvp.layout import GridSpec
+from ipprompt.dvp.grid import GridSpec
 
 
 @dataclass

@@ -17,7 +17,7 @@ from ipprompt.errors import IppromptError
 
 if TYPE_CHECKING:
     from ipprompt.backends.base import Backend
-    from ipprompt.story import Generation
+    from ipprompt.story.loading import Generation
 
 OFFLOAD_MODES = ("none", "model", "sequential")
 QUANTIZE_MODES = ("none", "fp8", "nf4")
@@ -202,7 +202,7 @@ def create_encoder(settings: "Generation", note: Note, device: str = "auto") -> 
     It runs on the run's ``--device`` (``cuda:1`` puts CLIP beside the generator, not on GPU 0).
     The preview backend never downloads: it uses CLIP only when the model is already local.
     """
-    from ipprompt.clip import load_encoder_or_none
+    from ipprompt.encoders.clip import load_encoder_or_none
 
     if settings.backend == "preview" and not model_available_locally(settings.encoder):
         note(

@@ -92,7 +92,7 @@ def load_flux_fill(model_id: str, options: MachineOptions, loras: list[str] | No
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.disable_progress_bar()  # our own progress bars say what is happening
-    from ipprompt.clip import no_transformers_progress_bars
+    from ipprompt.encoders.clip import no_transformers_progress_bars
 
     try:
         with warnings.catch_warnings(), no_transformers_progress_bars():

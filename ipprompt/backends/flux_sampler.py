@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ipprompt.dvp.layout import GridSpec
+from ipprompt.dvp.grid import GridSpec
 
 
 @dataclass

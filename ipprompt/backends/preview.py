@@ -14,7 +14,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont, ImageStat
 
 from ipprompt.backends.base import FillJob
-from ipprompt.dvp.layout import EMPTY_CELL_COLOR
+from ipprompt.dvp.grid import EMPTY_CELL_COLOR
 
 
 @dataclass

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ipprompt.cli.console import console
-from ipprompt.story import DEFAULT_ENCODER, DEFAULT_MODEL
+from ipprompt.story.loading import DEFAULT_ENCODER, DEFAULT_MODEL
 
 GiB = 2**30
 

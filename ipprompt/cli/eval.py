@@ -13,7 +13,7 @@ from rich.table import Table
 from ipprompt.cli.console import console, err_console, fail
 from ipprompt.errors import IppromptError
 from ipprompt.evaluate.results import DEFAULT_DINO, THEME_TOP_K
-from ipprompt.story import DEFAULT_ENCODER
+from ipprompt.story.loading import DEFAULT_ENCODER
 
 EVAL_HELP = f"""Measure finished run folders: text alignment, theme fidelity, consistency and cost.
 
@@ -154,7 +154,7 @@ def _comparison_tables(doc: dict[str, Any]) -> None:
 
 def _write_html(path: Path, doc: dict[str, Any]) -> None:
     from ipprompt.atomic import atomic_write_text
-    from ipprompt.render import make_environment
+    from ipprompt.storyboard.render import make_environment
 
     env = make_environment()
     html = env.get_template("eval.html.j2").render({"doc": doc, "labels": _labels(doc["runs"])})
@@ -171,7 +171,7 @@ def eval_command(
 ) -> None:
     from ipprompt.evaluate.compare import report_document
     from ipprompt.evaluate.report import evaluate_runs
-    from ipprompt.render import STORYBOARD, render_storyboard
+    from ipprompt.storyboard.render import STORYBOARD, render_storyboard
 
     def on_run(root: Path) -> None:
         err_console.print(f"evaluating {escape(str(root))} …", highlight=False)

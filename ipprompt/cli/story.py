@@ -26,9 +26,9 @@ def check(story_path: Path = typer.Argument(..., metavar="STORY", help="The stor
 
     Example: ipprompt story check stories/lighthouse.toml
     """
-    from ipprompt.dvp.reference import reference_problems
+    from ipprompt.dvp.ipprompter import reference_problems
     from ipprompt.paths import resolve_theme_path
-    from ipprompt.story import load_story
+    from ipprompt.story.loading import load_story
 
     try:
         story = load_story(story_path)
@@ -36,7 +36,7 @@ def check(story_path: Path = typer.Argument(..., metavar="STORY", help="The stor
         theme = resolve_theme_path(story.doc.theme, relative_to=story.folder)
     except IppromptError as error:
         raise fail(error)
-    from ipprompt.run import MIN_THEME_IMAGES
+    from ipprompt.pipeline.run import MIN_THEME_IMAGES
     from ipprompt.theme.importer import is_image_name
 
     images = [p for p in theme.rglob("*") if is_image_name(p)]
@@ -76,7 +76,7 @@ def render(
 
     Example: ipprompt story render runs/lighthouse --single-file
     """
-    from ipprompt.render import render_storyboard
+    from ipprompt.storyboard.render import render_storyboard
 
     try:
         path = render_storyboard(run_dir, single_file=single_file, templates=templates)
@@ -93,7 +93,7 @@ def open_(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run fol
     """
     import webbrowser
 
-    from ipprompt.render import storyboard_path
+    from ipprompt.storyboard.render import storyboard_path
 
     try:
         path = storyboard_path(run_dir)

@@ -1,6 +1,6 @@
 """`ipprompt story pick` and `ipprompt story history`: the author's choice of a panel's image.
 
-A thin skin over ``ipprompt.picks``; every change re-renders the storyboard so it shows the pick.
+A thin skin over ``ipprompt.runfolder.picks``; every change re-renders the storyboard so it shows the pick.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def pick(
 
       ipprompt story pick runs/lighthouse 3 --from-history 03-5f0c9a2e.png
     """
-    from ipprompt import picks
-    from ipprompt.render import render_storyboard
+    from ipprompt.runfolder import picks
+    from ipprompt.storyboard.render import render_storyboard
 
     given = sum([candidate is not None, auto, from_history is not None])
     try:
@@ -76,7 +76,7 @@ def history(
 
     Example: ipprompt story history runs/lighthouse 3
     """
-    from ipprompt import picks
+    from ipprompt.runfolder import picks
 
     try:
         items = picks.history(run_dir, panel)

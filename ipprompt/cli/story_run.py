@@ -1,4 +1,4 @@
-"""`ipprompt story run`: generate a story's panels (a thin skin over ``ipprompt.run.run_story``)."""
+"""`ipprompt story run`: generate a story's panels (a thin skin over ``ipprompt.pipeline.run.run_story``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ipprompt.cli.console import console, err_console, fail
 from ipprompt.errors import IppromptError
 
 if TYPE_CHECKING:
-    from ipprompt.run import RunResult
+    from ipprompt.pipeline.run import RunResult
 
 
 def run(
@@ -69,7 +69,7 @@ def run(
       ipprompt story run stories/lighthouse.toml --ray auto --workers 4
     """
     from ipprompt.progress import RichProgress
-    from ipprompt.run import run_story
+    from ipprompt.pipeline.run import run_story
 
     overrides = dict(
         backend=backend, model=model, encoder=encoder, candidates=candidates, steps=steps, seed=seed,
@@ -103,9 +103,9 @@ def _dry_run(story_path: Path, panels: Optional[str], device: str, offload: str,
              compile: bool, attention: str, overrides: dict, ray: Optional[str] = None, workers: Optional[int] = None) -> None:
     """Planned NFE per panel and in total, projected time for this GPU; no model, no file written."""
     from ipprompt.backends.factory import MachineOptions
-    from ipprompt.execute import search_settings
-    from ipprompt.projection import dry_run
-    from ipprompt.run import preflight
+    from ipprompt.pipeline.execute import search_settings
+    from ipprompt.pipeline.projection import dry_run
+    from ipprompt.pipeline.run import preflight
 
     try:
         machine = MachineOptions(device=device, offload=offload, quantize=quantize, vae_tiling=vae_tiling, compile=compile, attention=attention)

@@ -22,7 +22,7 @@ from ipprompt.cli.console import console, err_console, fail
 from ipprompt.errors import IppromptError
 
 if TYPE_CHECKING:
-    from ipprompt.clip import ClipEncoder
+    from ipprompt.encoders.clip import ClipEncoder
     from ipprompt.theme.library import EncodeProgress, ThemeLibrary
     from ipprompt.theme.records import ThemeImage
 
@@ -77,7 +77,7 @@ def _warn(message: str) -> None:
 
 def _load_encoder(encoder_id: str, *, later: bool = False) -> ClipEncoder | None:
     """The encoder, or None after one warning (lexical matching, embeddings later)."""
-    from ipprompt.clip import load_encoder_or_none
+    from ipprompt.encoders.clip import load_encoder_or_none
 
     def warn(message: str) -> None:
         if later:
@@ -121,7 +121,7 @@ def add(
 
     Example: ipprompt theme add lighthouse ./refs/ "./more/*.jpg" --tag flat
     """
-    from ipprompt.clip import DEFAULT_ENCODER, model_key
+    from ipprompt.encoders.clip import DEFAULT_ENCODER, model_key
     from ipprompt.paths import resolve_theme_path
     from ipprompt.theme.library import ThemeLibrary, is_unstarted_theme
 
@@ -307,7 +307,7 @@ def reindex(
 
     Example: ipprompt theme reindex lighthouse --encoder openai/clip-vit-large-patch14
     """
-    from ipprompt.clip import ClipEncoder
+    from ipprompt.encoders.clip import ClipEncoder
     from ipprompt.theme.library import ThemeLibrary
 
     with _user_errors(), ThemeLibrary.open(theme) as library:

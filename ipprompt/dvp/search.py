@@ -15,7 +15,7 @@ Search modes, counted in transformer evaluations (NFE):
 - ``exhaustive``: DVP without pruning: the same rounds, but every arrangement runs all ``steps``
   and is judged on its finished image (6 x 50 + 2 x 50 + 2 x 50 = 500 NFE at defaults). (The
   reference method itself, IP-Prompter's grid, prompt and winner rule, is ``method =
-  "reference"``: ``ipprompt.dvp.reference``.)
+  "reference"``: ``ipprompt.dvp.ipprompter``.)
 
 ``run_round`` runs one round's arrangements to the point where the mode judges them (preview or
 finish) and scores them; ``run`` strings the rounds together and finishes the winners.
@@ -30,8 +30,8 @@ from typing import Any, Protocol
 from PIL import Image
 
 from ipprompt.backends.base import Backend, FillJob
-from ipprompt.dvp.layout import Arrangement, GridSpec, RefImage, build_canvas, crop_target, element_orders, fit_to_tile, place_references, target_mask
-from ipprompt.scoring import Scorer, Scores
+from ipprompt.dvp.grid import Arrangement, GridSpec, RefImage, build_canvas, crop_target, element_orders, fit_to_tile, place_references, target_mask
+from ipprompt.dvp.scoring import Scorer, Scores
 
 
 class SearchProgress(Protocol):
@@ -57,7 +57,7 @@ class SearchSettings:
     preview_step: int = 6
     keep: int = 1
     refine: int = 2
-    method: str = "dvp"  # "reference": IP-Prompter's own method (``ipprompt.dvp.reference``)
+    method: str = "dvp"  # "reference": IP-Prompter's own method (``ipprompt.dvp.ipprompter``)
 
     @property
     def pruned(self) -> bool:
@@ -282,7 +282,7 @@ class CandidateSearch:
 
     def run(self, prompt: PanelPrompt) -> SearchResult:
         if self.settings.method == "reference":
-            from ipprompt.dvp.reference import ReferenceSearch
+            from ipprompt.dvp.ipprompter import ReferenceSearch
 
             return ReferenceSearch(self.backend, self.scorer, self.spec, self.settings, self.progress).run(prompt)
         nfe_before = self.backend.nfe

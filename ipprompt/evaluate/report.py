@@ -20,7 +20,7 @@ from PIL import Image
 from ipprompt.errors import IppromptError, ModelUnavailable
 from ipprompt.evaluate import metrics
 from ipprompt.evaluate.results import Cost, PanelEval, RunEval, Summary, save_eval
-from ipprompt.manifest import PanelEntry, RunManifest, now_iso, read_manifest
+from ipprompt.runfolder.manifest import PanelEntry, RunManifest, now_iso, read_manifest
 
 # --------------------------------------------------------------------------- loading models
 
@@ -34,8 +34,8 @@ def _eval_hint(error: ModelUnavailable) -> str:
 
 def load_eval_encoders(encoder_id: str, dino_id: str, device: str | None = None) -> tuple[Any, Any]:
     """Load the CLIP and DINOv2 encoders, or raise one ``ModelUnavailable`` (exit 2) naming the option."""
-    from ipprompt.clip import ClipEncoder
-    from ipprompt.evaluate.dino import DinoEncoder
+    from ipprompt.encoders.clip import ClipEncoder
+    from ipprompt.encoders.dino import DinoEncoder
 
     try:
         clip = ClipEncoder.load(encoder_id, device)

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ipprompt.atomic import atomic_write_text
-from ipprompt.manifest import RunManifest
+from ipprompt.runfolder.manifest import RunManifest
 
 # Theme fidelity averages a panel's similarity to the K theme images closest to it. One
 # reference is too noisy (a single near-duplicate decides everything) and the whole theme mixes

@@ -3,7 +3,7 @@
 Modules: ``exporter`` (``export_run``, what the CLI calls), ``pages`` (title and comic pages),
 ``lettering`` (bubbles and narration boxes), ``text`` (the font, wrapping and fitting),
 ``formats`` (PDF, CBZ, PNG writers) and ``sizes``; the page-layout rule is
-``ipprompt.pagelayout``, shared with the storyboard.
+``ipprompt.storyboard.pagelayout``, shared with the storyboard.
 
 ``export_run`` is imported on first use, so ``ipprompt --help`` does not pay for Pillow.
 """

@@ -14,7 +14,7 @@ from ipprompt.errors import IppromptError
 from ipprompt.export.formats import check_output_file, check_pages_folder, write_cbz, write_page_files, write_pdf
 from ipprompt.export.pages import character_names, make_book, page_spec
 from ipprompt.export.sizes import DEFAULT_DPI, DEFAULT_PAGE_SIZE
-from ipprompt.manifest import read_manifest
+from ipprompt.runfolder.manifest import read_manifest
 
 
 @dataclass

@@ -22,8 +22,8 @@ from ipprompt.errors import IppromptError
 from ipprompt.export.lettering import MUTED, Line, letter_panel, letters_bottom
 from ipprompt.export.sizes import DEFAULT_DPI, DEFAULT_PAGE_SIZE, MAX_DPI, MIN_DPI, PAGE_SIZES
 from ipprompt.export.text import INK, Box, draw_paragraph, font, line_height
-from ipprompt.manifest import RunManifest
-from ipprompt.pagelayout import DEFAULT_COLUMNS, DEFAULT_ROWS, Placement, layout_panels, page_count
+from ipprompt.runfolder.manifest import RunManifest
+from ipprompt.storyboard.pagelayout import DEFAULT_COLUMNS, DEFAULT_ROWS, Placement, layout_panels, page_count
 
 PAPER = (255, 255, 255)
 PLACEHOLDER = (236, 230, 218)
@@ -261,7 +261,7 @@ class Book:
 
 
 def make_book(run_dir: Path, manifest: RunManifest, spec: PageSpec) -> Book:
-    """Lay out the run's panels on pages of ``spec`` (see ``ipprompt.pagelayout`` for the rule)."""
+    """Lay out the run's panels on pages of ``spec`` (see ``ipprompt.storyboard.pagelayout`` for the rule)."""
     arts = tuple(panels_of(run_dir, manifest))
     placements = tuple(layout_panels([a.shape for a in arts], spec.columns, spec.rows))
     return Book(manifest, arts, placements, spec)

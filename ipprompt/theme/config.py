@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ipprompt.atomic import atomic_write_text
-from ipprompt.clip import DEFAULT_ENCODER
+from ipprompt.encoders.clip import DEFAULT_ENCODER
 from ipprompt.errors import IppromptError
 
 if sys.version_info >= (3, 11):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ipprompt.clip import DEFAULT_ENCODER, ClipEncoder, model_key
+from ipprompt.encoders.clip import DEFAULT_ENCODER, ClipEncoder, model_key
 from ipprompt.errors import IppromptError
 from ipprompt.paths import resolve_theme_path
 from ipprompt.theme.config import CONFIG_FILE, ThemeConfig, read_config, write_config

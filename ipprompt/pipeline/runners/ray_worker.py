@@ -1,6 +1,6 @@
 """What runs inside the Ray cluster: one panel worker per GPU, and a board for their progress.
 
-These are plain classes; ``ipprompt.ray_runner`` turns them into Ray actors, so this module
+These are plain classes; ``ipprompt.pipeline.runners.ray_runner`` turns them into Ray actors, so this module
 imports without Ray. A worker loads the generator and the CLIP encoder once, encodes every prompt
 of the run once and frees the text encoders, then makes the panels it is sent. It never touches the
 run folder: jobs arrive with their reference images' bytes and results go back as
@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 
 from ipprompt.backends.factory import MachineOptions
-from ipprompt.dvp.layout import RefImage
+from ipprompt.dvp.grid import RefImage
 from ipprompt.errors import IppromptError
-from ipprompt.plan import PanelJob
+from ipprompt.pipeline.plan import PanelJob
 from ipprompt.progress import WorkerState
-from ipprompt.scoring import Scorer
-from ipprompt.story import Generation
+from ipprompt.dvp.scoring import Scorer
+from ipprompt.story.loading import Generation
 
 STEP_REPORT_S = 0.5  # denoising steps are reported at most this often (they can be ~10 ms apart)
 
@@ -125,7 +125,7 @@ class PanelWorker:
         """Load the generator and CLIP once, encode the run's prompts, free the text encoders."""
         if self.backend is None:
             from ipprompt.backends.factory import create_backend, create_encoder
-            from ipprompt.execute import out_of_memory_is_a_user_error
+            from ipprompt.pipeline.execute import out_of_memory_is_a_user_error
 
             self.post("loading the model")
             machine = replace(self.machine, device=self._device())
@@ -159,7 +159,7 @@ class PanelWorker:
 
     def make(self, job: PanelJob, embeddings: dict[str, np.ndarray]) -> Any:
         """Make one panel; returns its ``PanelResult``."""
-        from ipprompt.execute import execute
+        from ipprompt.pipeline.execute import execute
 
         self.load()
         self.known.update(embeddings)
@@ -174,7 +174,7 @@ class PanelWorker:
 
     def finish(self, job: PanelJob, entry: Any, embeddings: dict[str, np.ndarray]) -> Any:
         """Finish the candidate the author picked from its preview; returns a ``FinishedPick``."""
-        from ipprompt.finish import finish_pick
+        from ipprompt.pipeline.finish_pick import finish_pick
 
         self.load()
         self.known.update(embeddings)

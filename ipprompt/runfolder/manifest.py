@@ -32,7 +32,7 @@ class _Model(BaseModel):
 
 
 class Scores(_Model):
-    """What a candidate was judged on (see ``ipprompt.scoring``)."""
+    """What a candidate was judged on (see ``ipprompt.dvp.scoring``)."""
 
     total: float
     clip_t: float | None = None

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ipprompt.errors import IppromptError
-from ipprompt.story_schema import (  # noqa: F401  (the schema, re-exported: ipprompt.story is the public home)
+from ipprompt.story.schema import (  # noqa: F401  (the schema, re-exported: ipprompt.story.loading is the public home)
     DEFAULT_MODEL,
     DEFAULT_ENCODER,
     BACKENDS,
@@ -35,7 +35,7 @@ from ipprompt.story_schema import (  # noqa: F401  (the schema, re-exported: ipp
     Panel,
     StoryDocument,
 )
-from ipprompt.tomllines import LineIndex
+from ipprompt.story.tomllines import LineIndex
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ipprompt.story import Panel, Story
+from ipprompt.story.loading import Panel, Story
 
 ElementKind = Literal["character", "scene", "action", "explicit", "continuity"]
 

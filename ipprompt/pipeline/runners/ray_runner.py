@@ -31,13 +31,13 @@ import numpy as np
 
 from ipprompt.backends.factory import MachineOptions
 from ipprompt.errors import IppromptError
-from ipprompt.finish import commit_finished_pick
-from ipprompt.manifest import RunManifest
-from ipprompt.plan import PanelJob
+from ipprompt.pipeline.finish_pick import commit_finished_pick
+from ipprompt.runfolder.manifest import RunManifest
+from ipprompt.pipeline.plan import PanelJob
 from ipprompt.progress import RunProgress, WorkerState
-from ipprompt.runfolder import RunFolder
-from ipprompt.runner import Outcome, adopt_record, resolve_continuity, reusable
-from ipprompt.story import Generation
+from ipprompt.runfolder.folder import RunFolder
+from ipprompt.pipeline.runners.local import Outcome, adopt_record, resolve_continuity, reusable
+from ipprompt.story.loading import Generation
 
 TASK_RETRIES = 3  # a panel is tried again this often when its worker dies
 POLL_S = 0.25  # how often the driver refreshes the workers' progress while it waits
@@ -118,7 +118,7 @@ class WorkerPool:
     """The Ray actors of one run and the board they post their progress to."""
 
     def __init__(self, ray: Any, plan: WorkerPlan, settings: Generation, machine: MachineOptions, texts: Sequence[str], use_encoder: bool) -> None:
-        from ipprompt.ray_worker import PanelWorker, ProgressBoard
+        from ipprompt.pipeline.runners.ray_worker import PanelWorker, ProgressBoard
 
         self.ray = ray
         name = f"ipprompt-progress-{uuid.uuid4().hex[:12]}"

@@ -2,7 +2,7 @@
 
 CLIP embeddings are built to match captions, so two panels of different people in the same
 style score alike; DINO features are self-supervised on images alone and are what the story
-papers (and DreamBooth before them) use for subject identity. Loading mirrors ``ipprompt.clip``:
+papers (and DreamBooth before them) use for subject identity. Loading mirrors ``ipprompt.encoders.clip``:
 ``from_pretrained`` on a Hub id or a local folder, one batched forward per call, float32
 L2-normalised numpy rows out, and any load failure becomes ``ModelUnavailable`` naming ``--dino``.
 """
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from ipprompt.clip import LoadedEncoder, _normalised, _silence_expected_transformers_noise, model_key, no_transformers_progress_bars
+from ipprompt.encoders.clip import LoadedEncoder, _normalised, _silence_expected_transformers_noise, model_key, no_transformers_progress_bars
 from ipprompt.errors import ModelUnavailable
 
 from ipprompt.evaluate.results import DEFAULT_DINO  # noqa: E402,F401  (defined where no numpy is needed)

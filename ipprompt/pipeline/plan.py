@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from ipprompt.backends.lora import lora_fingerprint
-from ipprompt.dvp.elements import Element, extract_elements, panel_description, panel_text
-from ipprompt.dvp.layout import RefImage
+from ipprompt.story.elements import Element, extract_elements, panel_description, panel_text
+from ipprompt.dvp.grid import RefImage
 from ipprompt.errors import IppromptError
-from ipprompt.dvp.reference import reference_problems, reference_prompt
-from ipprompt.story import Generation, Story
+from ipprompt.dvp.ipprompter import reference_problems, reference_prompt
+from ipprompt.story.loading import Generation, Story
 from ipprompt.theme.importer import sha256_hex
 
 RETRIEVAL_K = 9

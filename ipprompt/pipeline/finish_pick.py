@@ -18,15 +18,15 @@ from PIL import Image
 
 from ipprompt.atomic import atomic_save_image
 from ipprompt.backends.base import Backend, FillJob
-from ipprompt.dvp.layout import Arrangement, Placement, RefImage, build_canvas, crop_target, fit_to_tile, target_mask
+from ipprompt.dvp.grid import Arrangement, Placement, RefImage, build_canvas, crop_target, fit_to_tile, target_mask
 from ipprompt.dvp.search import SearchProgress
 from ipprompt.errors import IppromptError
-from ipprompt.execute import grid_spec, out_of_memory_is_a_user_error
-from ipprompt.manifest import CandidateEntry, PanelEntry, RunManifest
-from ipprompt.manifest import Scores as ScoresEntry
-from ipprompt.plan import PanelJob
-from ipprompt.runfolder import RunFolder
-from ipprompt.scoring import Scorer, Scores
+from ipprompt.pipeline.execute import grid_spec, out_of_memory_is_a_user_error
+from ipprompt.runfolder.manifest import CandidateEntry, PanelEntry, RunManifest
+from ipprompt.runfolder.manifest import Scores as ScoresEntry
+from ipprompt.pipeline.plan import PanelJob
+from ipprompt.runfolder.folder import RunFolder
+from ipprompt.dvp.scoring import Scorer, Scores
 
 
 @dataclass

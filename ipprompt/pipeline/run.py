@@ -26,15 +26,15 @@ from pydantic import ValidationError
 import ipprompt
 from ipprompt.backends.base import Backend
 from ipprompt.backends.factory import MachineOptions, check_inputs, create_encoder, planned_dtype
-from ipprompt.dvp.reference import reference_problems
+from ipprompt.dvp.ipprompter import reference_problems
 from ipprompt.errors import IppromptError
-from ipprompt.manifest import RunManifest, StoryInfo
-from ipprompt.plan import PanelJob, overlay_of, plan_panels
+from ipprompt.runfolder.manifest import RunManifest, StoryInfo
+from ipprompt.pipeline.plan import PanelJob, overlay_of, plan_panels
 from ipprompt.progress import RunProgress, SilentProgress
-from ipprompt.ray_runner import RayRunner, check_ray_options
-from ipprompt.runfolder import RunFolder, overlay_fields, pending_entry
-from ipprompt.runner import LocalRunner
-from ipprompt.story import FAST_DEFAULTS, Generation, Story, load_story
+from ipprompt.pipeline.runners.ray_runner import RayRunner, check_ray_options
+from ipprompt.runfolder.folder import RunFolder, overlay_fields, pending_entry
+from ipprompt.pipeline.runners.local import LocalRunner
+from ipprompt.story.loading import FAST_DEFAULTS, Generation, Story, load_story
 
 MIN_THEME_IMAGES = 3
 
@@ -232,8 +232,8 @@ def run_story(
         progress.close()
         folder.release()
     # 7. storyboard
-    from ipprompt.manifest import read_manifest
-    from ipprompt.render import render_storyboard
+    from ipprompt.runfolder.manifest import read_manifest
+    from ipprompt.storyboard.render import render_storyboard
 
     storyboard = render_storyboard(folder.root)
     return RunResult(folder.root, read_manifest(folder.root), outcome.generated, outcome.reused, storyboard, outcome.finished)

@@ -17,9 +17,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ipprompt.dvp.elements import extract_elements
-from ipprompt.execute import search_settings
-from ipprompt.story import Generation, Story
+from ipprompt.story.elements import extract_elements
+from ipprompt.pipeline.execute import search_settings
+from ipprompt.story.loading import Generation, Story
 
 # GPU name fragment -> {canvas side in px: (eager s/step, compiled s/step or None)}.
 SECONDS_PER_STEP: dict[str, dict[int, tuple[float, float | None]]] = {

@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from ipprompt.backends.base import Backend, FillJob
-from ipprompt.dvp.layout import Arrangement, Cell, GridSpec, Placement, RefImage
+from ipprompt.dvp.grid import Arrangement, Cell, GridSpec, Placement, RefImage
 from ipprompt.dvp.search import Candidate, CandidateSearch, PanelPrompt, SearchProgress, SearchResult, SearchSettings
-from ipprompt.scoring import Scorer
+from ipprompt.dvp.scoring import Scorer
 
 if TYPE_CHECKING:
-    from ipprompt.story import Generation, Story
+    from ipprompt.story.loading import Generation, Story
 
 REFERENCE_PREFIX = "A diptych with images sharing the same art style. high-quality. "
 MAX_ELEMENTS = 3  # the reference's 3 x 3 grid holds 3 images for each of 3 elements
@@ -163,8 +163,8 @@ def reference_problems(story: "Story", settings: "Generation", numbers: Sequence
     More than 3 elements (the continuity element counts) or more than 4 pinned images in a panel
     is a story error under this method: it names the panel and its line, and says what to change.
     """
-    from ipprompt.dvp.elements import extract_elements
-    from ipprompt.story import Problem, StoryError, line_of
+    from ipprompt.story.elements import extract_elements
+    from ipprompt.story.loading import Problem, StoryError, line_of
 
     if settings.method != "reference":
         return

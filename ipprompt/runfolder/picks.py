@@ -22,8 +22,8 @@ from PIL import Image
 
 from ipprompt.atomic import atomic_write_bytes
 from ipprompt.errors import IppromptError
-from ipprompt.manifest import PanelEntry, RunManifest, read_manifest
-from ipprompt.runfolder import RunFolder
+from ipprompt.runfolder.manifest import PanelEntry, RunManifest, read_manifest
+from ipprompt.runfolder.folder import RunFolder
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ipprompt.dvp.layout import Arrangement, GridSpec, RefImage
+from ipprompt.dvp.grid import Arrangement, GridSpec, RefImage
 
 W_TEXT = 0.7
 W_IMAGE = 0.3

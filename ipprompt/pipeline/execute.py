@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ipprompt.backends.base import Backend
-from ipprompt.dvp.layout import GridSpec
+from ipprompt.dvp.grid import GridSpec
 from ipprompt.dvp.search import CandidateSearch, PanelPrompt, SearchProgress, SearchResult, SearchSettings
 from ipprompt.errors import IppromptError
-from ipprompt.plan import PanelJob
-from ipprompt.scoring import Scorer
-from ipprompt.story import Generation
+from ipprompt.pipeline.plan import PanelJob
+from ipprompt.dvp.scoring import Scorer
+from ipprompt.story.loading import Generation
 
 
 @dataclass

@@ -22,10 +22,10 @@ from filelock import FileLock, Timeout
 
 from ipprompt.atomic import atomic_save_image, atomic_write_bytes, atomic_write_text, is_temporary_name, remove_stale_temporaries
 from ipprompt.backends.lora import parse_lora
-from ipprompt.dvp.layout import RefImage, target_mask
+from ipprompt.dvp.grid import RefImage, target_mask
 from ipprompt.errors import IppromptError
-from ipprompt.runlock import ACTIVE_LOCK, ActiveRun
-from ipprompt.manifest import (
+from ipprompt.runfolder.lock import ACTIVE_LOCK, ActiveRun
+from ipprompt.runfolder.manifest import (
     MANIFEST,
     ArrangementEntry,
     CandidateEntry,
@@ -47,8 +47,8 @@ from ipprompt.manifest import (
 if TYPE_CHECKING:
     from PIL import Image
 
-    from ipprompt.execute import PanelResult
-    from ipprompt.plan import Overlay
+    from ipprompt.pipeline.execute import PanelResult
+    from ipprompt.pipeline.plan import Overlay
 
 THUMB_PX = 256
 # Visual prompts of candidates that were not chosen: the inspector shows them as thumbnails with a
@@ -292,7 +292,7 @@ class RunFolder:
         job, search = result.job, result.search
         n = job.number
         pdir = self.panel_dir(n)
-        from ipprompt.execute import grid_spec
+        from ipprompt.pipeline.execute import grid_spec
 
         atomic_save_image(pdir / "mask.png", target_mask(grid_spec(job)))
         candidates = []

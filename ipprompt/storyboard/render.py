@@ -27,8 +27,8 @@ import jinja2
 from ipprompt.atomic import atomic_write_text
 from ipprompt.errors import IppromptError
 from ipprompt.evaluate.results import eval_for_page
-from ipprompt.storyboard_page import add_pick_views, page_layouts, run_argument
-from ipprompt.manifest import (
+from ipprompt.storyboard.page import add_pick_views, page_layouts, run_argument
+from ipprompt.runfolder.manifest import (
     MANIFEST,
     CandidateEntry,
     CellEntry,
@@ -60,7 +60,7 @@ def _builtin_loader() -> jinja2.BaseLoader:
     packaged = importlib.resources.files("ipprompt") / "templates"
     if packaged.is_dir():
         return jinja2.PackageLoader("ipprompt", "templates")
-    return jinja2.FileSystemLoader(Path(__file__).resolve().parent.parent / "templates")
+    return jinja2.FileSystemLoader(Path(__file__).resolve().parents[2] / "templates")
 
 
 def make_environment(templates: Path | None = None) -> jinja2.Environment:

@@ -16,15 +16,15 @@ import numpy as np
 
 from ipprompt.backends.base import Backend
 from ipprompt.backends.factory import MachineOptions, create_backend
-from ipprompt.dvp.layout import RefImage
-from ipprompt.execute import execute, out_of_memory_is_a_user_error
-from ipprompt.finish import commit_finished_pick, finish_pick
-from ipprompt.manifest import PanelEntry, RunManifest
-from ipprompt.plan import PanelJob
+from ipprompt.dvp.grid import RefImage
+from ipprompt.pipeline.execute import execute, out_of_memory_is_a_user_error
+from ipprompt.pipeline.finish_pick import commit_finished_pick, finish_pick
+from ipprompt.runfolder.manifest import PanelEntry, RunManifest
+from ipprompt.pipeline.plan import PanelJob
 from ipprompt.progress import RunProgress
-from ipprompt.runfolder import RunFolder
-from ipprompt.scoring import Scorer
-from ipprompt.story import Generation
+from ipprompt.runfolder.folder import RunFolder
+from ipprompt.dvp.scoring import Scorer
+from ipprompt.story.loading import Generation
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The story schema: what a story file may say, as strict pydantic models.
 
 Strict mode and ``extra="forbid"``: "512" is not silently turned into 512, and a misspelt key is an
-error, never ignored. ``ipprompt.story`` loads files into these models and turns validation errors
+error, never ignored. ``ipprompt.story.loading`` loads files into these models and turns validation errors
 into located problems.
 """
 

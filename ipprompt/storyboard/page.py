@@ -3,7 +3,7 @@
 Kept apart from ``render`` (which turns a manifest into the template's view) because both parts
 follow rules of their own: a pick shows the command that makes it, so that the page written by a
 run is also the place where the author chooses; the comic page places wide and tall panels with
-the layout rule the exporter uses too (``ipprompt.pagelayout``), so screen, print and export agree.
+the layout rule the exporter uses too (``ipprompt.storyboard.pagelayout``), so screen, print and export agree.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from ipprompt.manifest import PanelEntry
+from ipprompt.runfolder.manifest import PanelEntry
 
 # Columns of the comic page: three on a wide screen, two on a narrower one and on paper (the
 # print sheet), one on a phone (panels then simply follow each other).
@@ -61,7 +61,7 @@ def page_layouts(shapes: list[str]) -> dict[int, list[dict[str, int]]]:
 
     The storyboard is one long page, so the rule gets rows enough for every panel.
     """
-    from ipprompt.pagelayout import layout_panels
+    from ipprompt.storyboard.pagelayout import layout_panels
 
     rows = max(1, 2 * len(shapes))
     out: dict[int, list[dict[str, int]]] = {}

@@ -1,0 +1,1 @@
+"""Image/text encoders (CLIP for retrieval and scoring, DINOv2 for identity) behind one loader."""

@@ -1,0 +1,1 @@
+"""From a story to a run folder: settings, plan, execute, commit, and the runners that decide where."""
