@@ -27,16 +27,11 @@ class CountingBackend:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "on_step":
-            self.inner.on_step = value
-        super().__setattr__(name, value)
-
-    def start(self, job: Any) -> Any:
+    def start(self, job: Any, on_step: Any = None) -> Any:
         self.starts += 1
         if self.interrupt_at is not None and self.starts == self.interrupt_at:
             raise KeyboardInterrupt
-        return self.inner.start(job)
+        return self.inner.start(job, on_step=on_step)
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,7 @@ def test_kept_panels_show_edited_captions_and_names(example_copy: Path, tmp_path
 def test_ctrl_c_says_how_to_resume(example_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import ipprompt.pipeline.runners.local
 
-    def interrupted(self, jobs, force=False):  # type: ignore[no-untyped-def]
+    def interrupted(self, jobs, force=False, remake_picked=False):  # type: ignore[no-untyped-def]
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ipprompt.pipeline.runners.local.LocalRunner, "run", interrupted)

@@ -92,9 +92,12 @@ def test_fast_mode_is_in_the_panel_key(example_copy: Path) -> None:
     assert Generation(fast=True).steps == 8 and Generation(fast=True, steps=12).steps == 12
     assert Generation().steps == 50
     # Turning --fast off brings the normal defaults back (they were never "written").
-    from ipprompt.pipeline.run import apply_overrides
+    from ipprompt.pipeline.settings import build_settings
 
-    assert apply_overrides(Generation(fast=True), {"fast": False}).steps == 50
+    assert build_settings(Generation(fast=True), {"fast": False}).steps == 50
+    # A --fast remembered by the run folder is turned off by --no-fast given now.
+    assert build_settings(Generation(), {"fast": False}, {"fast": True}).steps == 50
+    assert build_settings(Generation(), {}, {"fast": True}).steps == 8
     assert "fast" in __import__("ipprompt.pipeline.plan", fromlist=["KEY_SETTINGS"]).KEY_SETTINGS
 
 

@@ -7,6 +7,7 @@ this step-wise protocol; ``fill`` is the uninterrupted run built from it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,8 +30,23 @@ class FillJob:
     label: str = ""  # what the preview backend writes on its composite
 
 
+StepCallback = Callable[[], None]  # called after every denoising step (progress bars)
+
+
+class CandidateHandle(Protocol):
+    """A candidate paused between steps: what the search reads of a backend's handle."""
+
+    step: int  # denoising steps run so far: the search resumes, counts and records from it
+
+
 class Backend(Protocol):
-    """A generator behind the candidate search."""
+    """A generator behind the candidate search.
+
+    A candidate is started once (``start``), advanced in as many slices as the search wants
+    (``advance``), looked at cheaply while paused (``preview``) and run to its end (``finish``).
+    The step callback is an argument of ``start`` (as diffusers' ``callback_on_step_end`` is of
+    ``__call__``): it travels with the candidate, never as state on the backend.
+    """
 
     name: str
     model_id: str | None
@@ -42,11 +58,12 @@ class Backend(Protocol):
     def release_text_encoders(self) -> None:
         """Free the text encoders' memory once every prompt is encoded."""
 
-    def start(self, job: FillJob) -> Any:
-        """Prepare a candidate at step 0 (noise, masked-image latents)."""
+    def start(self, job: FillJob, on_step: StepCallback | None = None) -> CandidateHandle:
+        """Prepare a candidate at step 0 (noise, masked-image latents); ``on_step`` is called
+        after each of its denoising steps."""
 
     def advance(self, handle: Any, steps: int) -> None:
-        """Run up to ``steps`` more denoising steps."""
+        """Run up to ``steps`` more denoising steps (never past the candidate's last)."""
 
     def preview(self, handle: Any) -> Image.Image:
         """The target cell as predicted from the current step (cheap; for pruning)."""

@@ -17,7 +17,7 @@ from ipprompt.errors import IppromptError
 
 if TYPE_CHECKING:
     from ipprompt.backends.base import Backend
-    from ipprompt.story.loading import Generation
+    from ipprompt.pipeline.settings import RunSettings
 
 OFFLOAD_MODES = ("none", "model", "sequential")
 QUANTIZE_MODES = ("none", "fp8", "nf4")
@@ -111,8 +111,10 @@ def _problems(backend: str, machine: MachineOptions, loras: Sequence[str] = ()) 
     ):
         if value not in allowed:
             problems.append(f"--{name} {value!r} is not one of: {', '.join(allowed)}")
-    if backend == "preview" or problems:
-        return problems
+    from ipprompt.backends.registry import backend_spec
+
+    if not backend_spec(backend).denoises or problems:
+        return problems  # no model runs: no device, memory or LoRA option applies
     try:
         device = resolve_device(machine.device)
     except IppromptError as exc:
@@ -161,26 +163,20 @@ def check_inputs(backend: str, machine: MachineOptions, loras: Sequence[str] = (
 
 def planned_dtype(backend: str, machine: MachineOptions) -> str | None:
     """The dtype the generator will compute in, known before it loads (it decides pixels)."""
-    if backend == "preview":
+    from ipprompt.backends.registry import backend_spec
+
+    spec = backend_spec(backend)
+    if not spec.denoises:
         return None
-    return "bfloat16" if resolve_device(machine.device).type == "cuda" else "float32"
+    return spec.dtype_on_gpu if resolve_device(machine.device).type == "cuda" else "float32"
 
 
-def create_backend(settings: "Generation", machine: MachineOptions, note: Note | None = None) -> "Backend":
+def create_backend(settings: "RunSettings", note: Note | None = None) -> "Backend":
     """Load the generator the settings name, placed and configured as the machine options say."""
-    check_inputs(settings.backend, machine, settings.lora_specs)
-    if settings.backend == "preview":
-        from ipprompt.backends.preview import PreviewBackend
+    from ipprompt.backends.registry import backend_spec
 
-        return PreviewBackend()
-    from ipprompt.backends.flux_fill import FluxFillBackend
-
-    if resolve_device(machine.device).type == "cpu" and not Path(settings.model).expanduser().is_dir() and note:
-        note(
-            "warning: no CUDA GPU: FLUX Fill runs on the CPU, which takes hours per panel for the "
-            "full-size model. Use --backend preview to plan, or --device to choose."
-        )
-    return FluxFillBackend.load(settings.model, machine, loras=settings.lora_specs)
+    check_inputs(settings.backend, settings.machine, settings.lora_specs)
+    return backend_spec(settings.backend).load(settings, note or (lambda _text: None))
 
 
 def model_available_locally(model_id: str) -> bool:
@@ -196,22 +192,25 @@ def model_available_locally(model_id: str) -> bool:
         return False
 
 
-def create_encoder(settings: "Generation", note: Note, device: str = "auto") -> Any | None:
+def create_encoder(settings: "RunSettings", note: Note, device: str | None = None) -> "ImageTextEncoder | None":
     """The CLIP encoder for retrieval and scoring, or None (lexical retrieval), saying why.
 
     It runs on the run's ``--device`` (``cuda:1`` puts CLIP beside the generator, not on GPU 0).
     The preview backend never downloads: it uses CLIP only when the model is already local.
     """
+    from ipprompt.backends.registry import backend_spec
     from ipprompt.encoders.clip import load_encoder_or_none
 
-    if settings.backend == "preview" and not model_available_locally(settings.encoder):
+    device = device or settings.device
+    denoises = backend_spec(settings.backend).denoises
+    if not denoises and not model_available_locally(settings.encoder):
         note(
             f"Preview backend: CLIP model '{settings.encoder}' is not on this machine; "
             "matching references on captions and tags instead (no download)."
         )
         return None
     encoder = load_encoder_or_none(settings.encoder, device=None if device == "auto" else device, warn=note)
-    if encoder is None and settings.backend != "preview":
+    if encoder is None and denoises:
         note(
             "Without CLIP, candidates are ranked by their references' retrieval scores, not by "
             "what was generated; pruned search then cannot judge previews."

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ipprompt.backends.base import FillJob
+from ipprompt.backends.base import FillJob, StepCallback
 from ipprompt.backends.flux_sampler import FluxFillSampler, PromptEncoding, SamplerState
 from ipprompt.backends.factory import MachineOptions, check_inputs, fp8_kind, resolve_device
 from ipprompt.backends.lora import apply_loras
@@ -137,6 +137,7 @@ def load_flux_fill(model_id: str, options: MachineOptions, loras: list[str] | No
 class FluxHandle:
     job: FillJob
     state: SamplerState
+    on_step: StepCallback | None = None  # the caller's progress callback for this candidate
 
     @property
     def step(self) -> int:
@@ -159,7 +160,6 @@ class FluxFillBackend:
         self.dtype = dtype
         self.sampler = FluxFillSampler(pipe)
         self._encodings: dict[str, PromptEncoding] = {}
-        self.on_step: Any = None  # progress callback, set by the run
 
     @classmethod
     def load(cls, model_id: str, options: MachineOptions | None = None, loras: list[str] | None = None) -> "FluxFillBackend":
@@ -195,20 +195,20 @@ class FluxFillBackend:
             self.encode_texts([prompt])
         return self._encodings[prompt]
 
-    def start(self, job: FillJob) -> FluxHandle:
+    def start(self, job: FillJob, on_step: StepCallback | None = None) -> FluxHandle:
         state = self.sampler.start(
             job.canvas, job.mask, self._encoding(job.prompt), job.seed, job.steps, job.guidance, job.spec
         )
-        return FluxHandle(job, state)
+        return FluxHandle(job, state, on_step)
 
     def advance(self, handle: FluxHandle, steps: int) -> None:
-        self.sampler.advance(handle.state, steps, on_step=self.on_step)
+        self.sampler.advance(handle.state, steps, on_step=handle.on_step)
 
     def preview(self, handle: FluxHandle) -> Image.Image:
         return self.sampler.preview(handle.state)
 
     def finish(self, handle: FluxHandle) -> Image.Image:
-        return self.sampler.finish(handle.state, on_step=self.on_step)
+        return self.sampler.finish(handle.state, on_step=handle.on_step)
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -13,7 +13,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont, ImageStat
 
-from ipprompt.backends.base import FillJob
+from ipprompt.backends.base import FillJob, StepCallback
 from ipprompt.dvp.grid import EMPTY_CELL_COLOR
 
 
@@ -71,7 +71,8 @@ class PreviewBackend:
     def release_text_encoders(self) -> None:
         return None
 
-    def start(self, job: FillJob) -> PreviewHandle:
+    def start(self, job: FillJob, on_step: StepCallback | None = None) -> PreviewHandle:
+        """A composite at once; no denoising happens, so ``on_step`` is never called."""
         self.starts += 1
         return PreviewHandle(job=job, image=compose_preview(job))
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 
 def run(
+    ctx: typer.Context,
     story_path: Path = typer.Argument(..., metavar="STORY", help="The story's .toml file."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<story name>/)."),
     backend: Optional[str] = typer.Option(None, help="flux-fill (FLUX.1-Fill-dev) or preview (no model: plan and inspect)."),
@@ -33,18 +34,18 @@ def run(
     keep: Optional[int] = typer.Option(None, help="Best previews pruned search finishes at the end (default 1)."),
     refine: Optional[int] = typer.Option(None, help="New arrangements per refinement round (default 2)."),
     fast: Optional[bool] = typer.Option(None, "--fast/--no-fast", help="Few-step LoRA (FLUX.1-Turbo-Alpha), 8 steps: <= 40 NFE per panel."),
-    lora: Optional[List[str]] = typer.Option(None, "--lora", help="LoRA to fuse: hub id or .safetensors path, optional :SCALE (repeatable; replaces the story's loras)."),
+    loras: Optional[List[str]] = typer.Option(None, "--lora", help="LoRA to fuse: hub id or .safetensors path, optional :SCALE (repeatable; replaces the story's loras)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print planned NFE and projected time for this GPU; load no model, make nothing."),
     continuity: Optional[bool] = typer.Option(None, "--continuity/--no-continuity", help="Use the previous panel as a reference."),
     tile: Optional[int] = typer.Option(None, help="Pixels per grid cell (multiple of 16, 256-1024)."),
     grid: Optional[int] = typer.Option(None, help="Cells per side: 2 or 3."),
     shape: Optional[str] = typer.Option(None, help="Panels' shape where the story sets none: square, wide (2:1) or tall (1:2)."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    offload: str = typer.Option("none", help="none, model (24 GB cards) or sequential (least memory, slowest)."),
-    quantize: str = typer.Option("none", help="none, fp8 (half the transformer memory, any GPU) or nf4 (bitsandbytes, CUDA)."),
-    vae_tiling: bool = typer.Option(False, "--vae-tiling", help="Decode the canvas in tiles (less memory)."),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the transformer blocks (slow first panel, faster after)."),
-    attention: str = typer.Option("native", help="Attention kernel: native, flash, _flash_3 or sage (where installed)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N [default: auto]."),
+    offload: Optional[str] = typer.Option(None, help="none, model (24 GB cards) or sequential (least memory) [default: none]."),
+    quantize: Optional[str] = typer.Option(None, help="none, fp8 (half the transformer memory) or nf4 (CUDA) [default: none]."),
+    vae_tiling: Optional[bool] = typer.Option(None, "--vae-tiling/--no-vae-tiling", help="Decode the canvas in tiles (less memory) [default: off]."),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the transformer blocks [default: off]."),
+    attention: Optional[str] = typer.Option(None, help="Attention kernel: native, flash, _flash_3 or sage [default: native]."),
     ray: Optional[str] = typer.Option(
         None, "--ray", metavar="auto|local|ADDRESS",
         help="Make the panels on Ray, one worker per GPU: auto (RAY_ADDRESS, else a `ray start` cluster on this machine, "
@@ -53,10 +54,11 @@ def run(
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="With --ray: at most N workers (default: one per GPU; 1 on a CPU-only cluster)."),
     force: bool = typer.Option(False, "--force", help="Regenerate panels even when nothing changed."),
     reroll: bool = typer.Option(False, "--reroll", help="Make the --panels again with a fresh seed (later runs keep the new take)."),
+    remake_picked: bool = typer.Option(False, "--remake-picked", help="Let changed settings remake panels the author picked (their images go to history/)."),
 ) -> None:
     """Generate the story's panels and its storyboard.
 
-    Runs resume: panels whose inputs are unchanged are kept, so after Ctrl-C just run the same command again. Options override the story's \\[generation] table.
+    Runs resume: panels whose inputs are unchanged are kept, so after Ctrl-C just run the same command again. Options override the story's \\[generation] table, and the run folder remembers them: later runs on it need no option typed again.
 
     Examples:
 
@@ -68,24 +70,20 @@ def run(
 
       ipprompt story run stories/lighthouse.toml --ray auto --workers 4
     """
-    from ipprompt.progress import RichProgress
     from ipprompt.pipeline.run import run_story
+    from ipprompt.pipeline.settings import settings_options
+    from ipprompt.progress import RichProgress
 
-    overrides = dict(
-        backend=backend, model=model, encoder=encoder, candidates=candidates, steps=steps, seed=seed,
-        rounds=rounds, search=search, preview_step=preview_step, keep=keep, refine=refine, continuity=continuity,
-        tile=tile, grid=grid, shape=shape, method=method, fast=fast, loras=list(lora) if lora else None,
-    )
+    options = settings_options(ctx.params)
     if dry_run:
-        _dry_run(story_path, panels, device, offload, quantize, vae_tiling, compile, attention, overrides, ray, workers)
+        _dry_run(story_path, out, panels, options, ray, workers)
         return
 
     progress = RichProgress()
     try:
         result = run_story(
-            story_path, out=out, panels=panels, force=force, reroll=reroll, progress=progress,
-            device=device, offload=offload, quantize=quantize, vae_tiling=vae_tiling, compile=compile, attention=attention,
-            ray=ray, workers=workers, **overrides,
+            story_path, out=out, panels=panels, force=force, reroll=reroll, remake_picked=remake_picked,
+            progress=progress, ray=ray, workers=workers, **options,
         )
     except IppromptError as error:
         progress.close()
@@ -99,20 +97,23 @@ def run(
     _print_summary(result)
 
 
-def _dry_run(story_path: Path, panels: Optional[str], device: str, offload: str, quantize: str, vae_tiling: bool,
-             compile: bool, attention: str, overrides: dict, ray: Optional[str] = None, workers: Optional[int] = None) -> None:
+def _dry_run(story_path: Path, out: Optional[Path], panels: Optional[str], options: dict, ray: Optional[str] = None, workers: Optional[int] = None) -> None:
     """Planned NFE per panel and in total, projected time for this GPU; no model, no file written."""
-    from ipprompt.backends.factory import MachineOptions
+    from ipprompt.backends.registry import backend_spec
     from ipprompt.pipeline.execute import search_settings
     from ipprompt.pipeline.projection import dry_run
     from ipprompt.pipeline.run import preflight
 
     try:
-        machine = MachineOptions(device=device, offload=offload, quantize=quantize, vae_tiling=vae_tiling, compile=compile, attention=attention)
-        story, settings, numbers = preflight(story_path, panels, overrides, machine, ray=ray, workers=workers)
-        plan = dry_run(story, settings, numbers, device=device, compiled=compile)
+        pre = preflight(story_path, panels, options, out=out, ray=ray, workers=workers)
+        story, settings, numbers = pre.story, pre.settings, pre.numbers
+        plan = dry_run(story, settings, numbers, device=settings.device, compiled=settings.compile)
     except IppromptError as error:
         raise fail(error)
+    if pre.remembered:
+        console.print(escape("Using this run folder's options: " + ", ".join(settings.option(k) for k in pre.remembered)))
+    for name in pre.differing():
+        console.print(escape(f"{settings.option(name)} differs from this run's {pre.recorded[name]!r}: the panels made with it would be made again."))
     proj = plan["projection"]
     mode = "fast, " if settings.fast else ""
     if settings.method == "reference":
@@ -122,9 +123,9 @@ def _dry_run(story_path: Path, panels: Optional[str], device: str, offload: str,
     else:
         how = f"exhaustive search (no previews), {settings.steps} steps"
     title = f"Dry run: {story.title} — {mode}{how}, canvas {plan['canvas']}²"
-    if settings.backend == "preview":
-        console.print("The preview backend runs no model: 0 NFE. Without --backend preview:", markup=False)
-        plan = dry_run(story, settings.model_copy(update={"backend": "flux-fill"}), numbers, device=device, compiled=compile)
+    if not backend_spec(settings.backend).denoises:
+        console.print(f"The {settings.backend} backend runs no model: 0 NFE. With --backend flux-fill:", markup=False)
+        plan = dry_run(story, settings.model_copy(update={"backend": "flux-fill"}), numbers, device=settings.device, compiled=settings.compile)
         proj = plan["projection"]
     table = Table(title=escape(title), title_justify="left")
     for col in ("panel", "elements", "first round", "NFE (at most)", "projected"):
@@ -171,7 +172,10 @@ def _print_summary(result: "RunResult") -> None:
             continue
         cand = chosen[p.number]
         s = cand.scores if cand is not None else None
-        status = "made" if p.number in result.generated else "finished pick" if p.number in result.finished else "kept" if p.number in result.reused else "earlier"
+        status = (
+            "made" if p.number in result.generated else "finished pick" if p.number in result.finished
+            else "picked, kept" if p.number in result.kept_picked else "kept" if p.number in result.reused else "earlier"
+        )
         shown = "history" if p.chosen is None and p.picked_from_history else str(p.chosen)
         picked = f"{shown}*" if p.picked_by == "author" else shown
         row = [str(p.number), status, str(len(p.candidates)), picked, fmt(s.total if s else None)]

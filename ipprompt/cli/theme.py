@@ -317,4 +317,7 @@ def reindex(
             count = library.reindex(clip, progress=advance)
         _report_sync(library)
         summary = f"{library.name}: encoded {count} of {len(library)} images with {clip.model_id}"
+        if clip.model_id != library.encoder_id:
+            library.set_encoder_id(clip.model_id)  # show, search and runs follow the new encoder
+            summary += " (now the theme's encoder, in theme.toml)"
         console.print(escape(summary), highlight=False)

@@ -23,12 +23,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from ipprompt.dvp.grid import Arrangement, GridSpec, RefImage
+
+if TYPE_CHECKING:
+    from ipprompt.encoders.clip import ClipEncoder
 
 W_TEXT = 0.7
 W_IMAGE = 0.3
@@ -51,7 +54,7 @@ class Scores:
 class Scorer:
     """Scores candidate cells; caches text and reference embeddings across candidates."""
 
-    def __init__(self, encoder: Any | None, reference_embeddings: Callable[[Sequence[RefImage]], np.ndarray] | None = None) -> None:
+    def __init__(self, encoder: "ClipEncoder | None", reference_embeddings: Callable[[Sequence[RefImage]], np.ndarray] | None = None) -> None:
         self.encoder = encoder
         self._text_cache: dict[str, np.ndarray] = {}
         self._ref_cache: dict[str, np.ndarray] = {}

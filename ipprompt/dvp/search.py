@@ -37,6 +37,7 @@ from ipprompt.dvp.scoring import Scorer, Scores
 class SearchProgress(Protocol):
     def candidates_added(self, n: int, steps: int = 0) -> None: ...
     def candidate_done(self) -> None: ...
+    def step(self) -> None: ...
 
 
 class _NoProgress:
@@ -44,6 +45,9 @@ class _NoProgress:
         pass
 
     def candidate_done(self) -> None:
+        pass
+
+    def step(self) -> None:
         pass
 
 
@@ -238,7 +242,7 @@ class CandidateSearch:
         jobs = [self._job(a, prompt) for a in arrangements]
         candidates = [Candidate(first_index + i, round_no, a, prompt.seed, j.canvas, prompt=j.prompt) for i, (a, j) in enumerate(zip(arrangements, jobs))]
         for c, j in zip(candidates, jobs):
-            c.handle = self.backend.start(j)
+            c.handle = self.backend.start(j, on_step=self.progress.step)
         # Advance all first, then decode all: under model offload this swaps the transformer
         # and the VAE once per round instead of once per candidate.
         for c in candidates:

@@ -19,7 +19,8 @@ from PIL import Image
 
 from ipprompt.errors import IppromptError, ModelUnavailable
 from ipprompt.evaluate import metrics
-from ipprompt.evaluate.results import Cost, PanelEval, RunEval, Summary, save_eval
+from ipprompt.evaluate.results import DEFAULT_DINO, Cost, PanelEval, RunEval, Summary, save_eval
+from ipprompt.story.schema import DEFAULT_ENCODER
 from ipprompt.runfolder.manifest import PanelEntry, RunManifest, now_iso, read_manifest
 
 # --------------------------------------------------------------------------- loading models
@@ -32,18 +33,36 @@ def _eval_hint(error: ModelUnavailable) -> str:
     return "\n".join(keep)
 
 
-def load_eval_encoders(encoder_id: str, dino_id: str, device: str | None = None) -> tuple[Any, Any]:
-    """Load the CLIP and DINOv2 encoders, or raise one ``ModelUnavailable`` (exit 2) naming the option."""
+def load_eval_encoders(encoder_id: str, dino_id: str | None, device: str | None = None) -> tuple[Any, Any]:
+    """Load the CLIP and DINOv2 encoders, or raise one ``ModelUnavailable`` (exit 2) naming the option.
+
+    ``dino_id`` None: the default DINOv2 when it is on this machine, else none (character
+    consistency is then skipped and said so, rather than failing an offline eval).
+    """
+    from ipprompt.backends.factory import model_available_locally
     from ipprompt.encoders.clip import ClipEncoder
     from ipprompt.encoders.dino import DinoEncoder
 
     try:
         clip = ClipEncoder.load(encoder_id, device)
-        dino = DinoEncoder.load(dino_id, device)
+        if dino_id is None:
+            dino = DinoEncoder.load(DEFAULT_DINO, device) if model_available_locally(DEFAULT_DINO) else None
+        else:
+            dino = DinoEncoder.load(dino_id, device)
     except ModelUnavailable as error:
         error.hint = _eval_hint(error)
         raise
     return clip, dino
+
+
+def run_encoder(roots: Sequence[Path]) -> str:
+    """The CLIP model the runs were made with (the first run's), so that eval scores as the run did."""
+    for root in roots:
+        manifest = read_manifest(root)
+        recorded = manifest.settings.get("encoder") or manifest.models.get("encoder")
+        if recorded:
+            return str(recorded)
+    return DEFAULT_ENCODER
 
 
 # --------------------------------------------------------------------------- one run
@@ -116,7 +135,7 @@ def evaluate_run(run_dir: str | Path, clip: Any, dino: Any, *, k: int = metrics.
         )
     clip_vecs = clip.embed_images(images)
     text_vecs = clip.embed_texts([panel_description(p, style) for p in panels])
-    dino_vecs = dino.embed_images(images)
+    dino_vecs = dino.embed_images(images) if dino is not None else None
     theme_vecs = _theme_vectors(manifest, clip, notes)
 
     numbers = [p.number for p in panels]
@@ -124,7 +143,9 @@ def evaluate_run(run_dir: str | Path, clip: Any, dino: Any, *, k: int = metrics.
     for p in panels:
         for c in p.characters:
             by_character.setdefault(c.id, []).append(p.number)
-    dino_by_number = dict(zip(numbers, dino_vecs))
+    dino_by_number = dict(zip(numbers, dino_vecs)) if dino_vecs is not None else {}
+    if dino is None:
+        notes.append(f"No DINOv2 model on this machine ({DEFAULT_DINO}): no character consistency; pass --dino DIR.")
     texts = metrics.clip_t(clip_vecs, text_vecs)
     fidelity = metrics.theme_fidelity(clip_vecs, theme_vecs, k)
     style_each = metrics.mean_to_others(clip_vecs)
@@ -182,7 +203,7 @@ def evaluate_run(run_dir: str | Path, clip: Any, dino: Any, *, k: int = metrics.
         title=manifest.story.title,
         story=manifest.story.path,
         encoder=clip.model_id,
-        dino=dino.model_id,
+        dino=dino.model_id if dino is not None else "none",
         theme_top_k=k,
         theme=manifest.theme.get("name"),
         theme_images=len(theme_vecs),
@@ -200,8 +221,8 @@ def evaluate_run(run_dir: str | Path, clip: Any, dino: Any, *, k: int = metrics.
 def evaluate_runs(
     runs: Sequence[str | Path],
     *,
-    encoder: str,
-    dino: str,
+    encoder: str | None = None,
+    dino: str | None = None,
     save: bool = True,
     k: int = metrics.THEME_TOP_K,
     on_run: Callable[[Path], None] | None = None,
@@ -213,7 +234,7 @@ def evaluate_runs(
     roots = [Path(r) for r in runs]
     for root in roots:
         read_manifest(root)
-    clip_model, dino_model = load_eval_encoders(encoder, dino)
+    clip_model, dino_model = load_eval_encoders(encoder or run_encoder(roots), dino)
     results = []
     for root in roots:
         if on_run is not None:

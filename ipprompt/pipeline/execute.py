@@ -8,11 +8,12 @@ sharing the run folder, or on a Ray worker on another machine.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ipprompt.backends.base import Backend
 from ipprompt.dvp.grid import GridSpec
@@ -20,7 +21,9 @@ from ipprompt.dvp.search import CandidateSearch, PanelPrompt, SearchProgress, Se
 from ipprompt.errors import IppromptError
 from ipprompt.pipeline.plan import PanelJob
 from ipprompt.dvp.scoring import Scorer
-from ipprompt.story.loading import Generation
+
+if TYPE_CHECKING:
+    from ipprompt.pipeline.settings import RunSettings
 
 
 @dataclass
@@ -65,20 +68,9 @@ def grid_spec(job: PanelJob) -> GridSpec:
     return GridSpec(job.settings.grid, job.settings.tile, job.shape)
 
 
-def search_settings(settings: "Generation") -> SearchSettings:
-    """The search's share of a story's [generation] settings."""
-    s = settings
-    return SearchSettings(
-        candidates=s.candidates,
-        rounds=s.rounds,
-        steps=s.steps,
-        guidance=s.guidance,
-        search=s.search,
-        preview_step=s.preview_step,
-        keep=s.keep,
-        method=s.method,
-        refine=s.refine,
-    )
+def search_settings(settings: "RunSettings") -> SearchSettings:
+    """The search's share of the run settings: its fields are read by name, never copied one by one."""
+    return SearchSettings(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(SearchSettings)})
 
 
 def panel_prompt(job: PanelJob) -> PanelPrompt:

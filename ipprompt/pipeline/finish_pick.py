@@ -87,7 +87,7 @@ def finish_pick(
         progress.candidates_added(1, s.steps)
     nfe_before, started = backend.nfe, time.perf_counter()
     with out_of_memory_is_a_user_error(f"panel {job.number}"):
-        handle = backend.start(fill)
+        handle = backend.start(fill, on_step=progress.step if progress is not None else None)
         backend.advance(handle, s.steps)
         cell = crop_target(spec, backend.finish(handle))
     scores = scorer.score(cell, job.description or job.text, tuple(e.text for e in job.elements), arrangement, spec)

@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ipprompt.backends.lora import lora_fingerprint
 from ipprompt.story.elements import Element, extract_elements, panel_description, panel_text
@@ -21,6 +21,10 @@ from ipprompt.dvp.grid import RefImage
 from ipprompt.errors import IppromptError
 from ipprompt.dvp.ipprompter import reference_problems, reference_prompt
 from ipprompt.story.loading import Generation, Story
+
+if TYPE_CHECKING:
+    from ipprompt.pipeline.settings import RunSettings
+    from ipprompt.theme.library import ThemeLibrary
 from ipprompt.theme.importer import sha256_hex
 
 RETRIEVAL_K = 9
@@ -60,15 +64,17 @@ class PanelJob:
     pinned: tuple[RefImage, ...]
     seed: int
     reroll: int
-    settings: Generation
+    settings: "RunSettings"
     machine_key: dict[str, Any]  # dtype, quantize, VAE tiling, retrieval mode: decide pixels too
     overlay: Overlay
     continuity_from: int | None = None  # the panel whose image this job still needs as a reference
     shape: str = "square"  # the panel's aspect ratio: square, wide (2:1) or tall (1:2)
     key: str = field(default="", compare=False)
+    content_key: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "key", panel_key(self))
+        object.__setattr__(self, "content_key", content_key(self))
 
     @property
     def label(self) -> str:
@@ -112,16 +118,30 @@ class PanelJob:
         return replace(self, ranked=tuple(load(refs) for refs in self.ranked), pinned=load(self.pinned))
 
 
-def panel_key(job: PanelJob) -> str:
-    """Hash of everything that decides a panel's pixels (texts, references, seed, settings)."""
-    data = {
-        "v": KEY_VERSION,
+def _panel_inputs(job: PanelJob) -> dict[str, Any]:
+    """The panel's own inputs: what the story and the theme say about it."""
+    return {
         "text": job.text,
         "description": job.description,
         "elements": [[e.kind, e.text] for e in job.elements],
         "ranked": [[r.sha256 for r in refs] for refs in job.ranked],
         "pinned": [p.sha256 for p in job.pinned],
         "seed": job.seed,
+    }
+
+
+def content_key(job: PanelJob) -> str:
+    """Hash of the panel's own inputs and shape, without the run settings: an author's pick is
+    kept when only this run's settings differ from those it was made with."""
+    data = {"v": KEY_VERSION, **_panel_inputs(job), "shape": job.shape, "continuity_from": job.continuity_from}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def panel_key(job: PanelJob) -> str:
+    """Hash of everything that decides a panel's pixels (texts, references, seed, settings)."""
+    data = {
+        "v": KEY_VERSION,
+        **_panel_inputs(job),
         "settings": {k: getattr(job.settings, k) for k in KEY_SETTINGS},
         "loras": [lora_fingerprint(s) for s in job.settings.lora_specs],
         "continuity_from": job.continuity_from,
@@ -167,8 +187,8 @@ def _pinned(story: Story, character_ids: Sequence[str]) -> tuple[RefImage, ...]:
 
 def plan_panels(
     story: Story,
-    settings: Generation,
-    library: Any,
+    settings: "RunSettings",
+    library: "ThemeLibrary",
     numbers: Sequence[int] | None = None,
     *,
     machine_key: dict[str, Any] | None = None,

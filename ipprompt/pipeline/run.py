@@ -3,38 +3,46 @@
 ``run_story`` is the library entry point; ``ipprompt story run`` is a thin skin over it. Numbered
 steps, as in diffusers pipelines:
 
-1. load the story, apply overrides (validated like the story's own [generation] table) and refuse
-   impossible machine options before anything loads (``check_inputs``);
+1. load the story and build the ``RunSettings`` (the story's [generation], the options this run
+   folder remembers, the options given now), refuse impossible machine options before anything
+   loads (``check_inputs``);
 2. claim the run folder: refuse a foreign folder, clean a killed run's temporary files, rebuild a
    damaged manifest from the panels' own records;
 3. open the theme library and the encoder (CLIP, or lexical retrieval when none is available);
-4. write the manifest (every panel pending that is not done) before any panel is made;
-5. plan every selected panel (pure: ``plan_panels``);
+4. write the manifest (settings, remembered options, every panel pending that is not done) before
+   any panel is made;
+5. plan every selected panel (pure: ``plan_panels``) and say what differing settings will remake;
 6. execute the jobs (``LocalRunner`` here, ``RayRunner`` across GPUs and machines with ``ray``):
-   panels whose key matches a finished panel are kept; the generator loads only if something is left;
+   what each panel needs is decided by ``pipeline.core.decide``; the generator loads only if
+   something is left to make;
 7. render the storyboard.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 import ipprompt
 from ipprompt.backends.base import Backend
-from ipprompt.backends.factory import MachineOptions, check_inputs, create_encoder, planned_dtype
+from ipprompt.backends.factory import check_inputs, create_encoder, planned_dtype
+from ipprompt.backends.registry import backend_spec
 from ipprompt.dvp.ipprompter import reference_problems
 from ipprompt.errors import IppromptError
-from ipprompt.runfolder.manifest import RunManifest, StoryInfo
 from ipprompt.pipeline.plan import PanelJob, overlay_of, plan_panels
-from ipprompt.progress import RunProgress, SilentProgress
 from ipprompt.pipeline.runners.ray_runner import RayRunner, check_ray_options
+from ipprompt.pipeline.runners.local import LocalRunner, Outcome
+from ipprompt.pipeline.settings import RunSettings, build_settings, differences, settings_options
+from ipprompt.progress import RunProgress, SilentProgress
 from ipprompt.runfolder.folder import RunFolder, overlay_fields, pending_entry
-from ipprompt.pipeline.runners.local import LocalRunner
-from ipprompt.story.loading import FAST_DEFAULTS, Generation, Story, load_story
+from ipprompt.runfolder.manifest import RunManifest, StoryInfo
+from ipprompt.story.loading import Story, load_story
+
+if TYPE_CHECKING:
+    from ipprompt.encoders.clip import ClipEncoder
+    from ipprompt.theme.library import ThemeLibrary
 
 MIN_THEME_IMAGES = 3
 
@@ -47,6 +55,7 @@ class RunResult:
     reused: list[int] = field(default_factory=list)
     storyboard: Path | None = None
     finished: list[int] = field(default_factory=list)  # kept panels whose picked preview this run finished
+    kept_picked: list[int] = field(default_factory=list)  # author's picks kept although settings changed
 
 
 def parse_panel_selection(text: str, total: int) -> list[int]:
@@ -72,27 +81,7 @@ def parse_panel_selection(text: str, total: int) -> list[int]:
     return sorted(chosen)
 
 
-def apply_overrides(generation: Generation, overrides: dict[str, Any]) -> Generation:
-    """The story's [generation] with command-line values on top, validated by the same schema."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    # Only what the story wrote, so that keys with mode-dependent defaults (--fast) follow the mode;
-    # a --fast given here also outranks the story's steps/preview_step (not this command's own).
-    written = generation.model_dump(exclude_unset=True)
-    if given.get("fast"):
-        written = {k: v for k, v in written.items() if k not in FAST_DEFAULTS}
-    try:
-        return Generation.model_validate({**written, **given})
-    except ValidationError as exc:
-        problems = []
-        for e in exc.errors():
-            key = str(e["loc"][0]) if e["loc"] else ""
-            option = {"loras": "lora"}.get(key, key).replace("_", "-")  # the option's name, not the key's
-            msg = e.get("ctx", {}).get("error", e["msg"])
-            problems.append(f"--{option} {given.get(key)!r}: {msg}")
-        raise IppromptError("Invalid option: " + "; ".join(problems), "See `ipprompt story run --help`.") from None
-
-
-def open_theme(story: Story, encoder: Any | None, progress: RunProgress) -> Any:
+def open_theme(story: Story, encoder: "ClipEncoder | None", progress: RunProgress) -> "ThemeLibrary":
     """The story's theme library, indexed for ``encoder``; too small a theme is a user error."""
     from ipprompt.theme.library import ThemeLibrary
 
@@ -109,7 +98,9 @@ def open_theme(story: Story, encoder: Any | None, progress: RunProgress) -> Any:
     return library
 
 
-def describe_run(manifest: RunManifest, story: Story, settings: Generation, library: Any, encoder: Any | None, machine: MachineOptions) -> None:
+def describe_run(
+    manifest: RunManifest, story: Story, settings: RunSettings, options: Mapping[str, Any], library: "ThemeLibrary", encoder: "ClipEncoder | None"
+) -> None:
     """Run-level facts, and every panel's story text as the story says now (kept panels too)."""
     manifest.tool = f"ipprompt {ipprompt.__version__}"
     manifest.story = StoryInfo(
@@ -120,9 +111,10 @@ def describe_run(manifest: RunManifest, story: Story, settings: Generation, libr
         scenes={sid: {"name": sc.name or sid, "description": sc.description} for sid, sc in story.scenes.items()},
     )
     manifest.settings = settings.model_dump()
-    manifest.machine = {"device_requested": machine.device, "offload": machine.offload, "quantize": machine.quantize, "compile": machine.compile}
+    manifest.options = dict(options)
+    manifest.machine = {"device_requested": settings.device, "offload": settings.offload, "quantize": settings.quantize, "compile": settings.compile}
     manifest.models = {
-        "generator": None if settings.backend == "preview" else settings.model,
+        "generator": settings.model if backend_spec(settings.backend).denoises else None,
         "encoder": settings.encoder if encoder is not None else None,
         "retrieval": library.mode,
     }
@@ -149,28 +141,96 @@ def _rerolls(manifest: RunManifest, numbers: list[int], reroll: bool) -> dict[in
     return counts
 
 
+def remembered(out: Path) -> RunManifest | None:
+    """The run folder's manifest as it is, for the options it remembers (None: no readable run)."""
+    from ipprompt.runfolder.manifest import read_manifest
+
+    if not (out / "manifest.json").is_file():
+        return None
+    try:
+        return read_manifest(out)
+    except IppromptError:
+        return None  # damaged: the run rebuilds it; its panels' records keep their own settings
+
+
+def default_out(path: str | Path) -> Path:
+    """Where a story's run goes without ``--out``: ``runs/<story file name>/``."""
+    return Path.cwd() / "runs" / Path(path).stem
+
+
+@dataclass
+class Preflight:
+    """What a run (or a dry run) is, decided before any file is touched or model loaded."""
+
+    story: Story
+    settings: RunSettings
+    numbers: list[int]
+    options: dict[str, Any]  # every option in force (remembered and given), as the manifest records them
+    recorded: dict[str, Any]  # the settings the run folder was made with ({} for a new one)
+    remembered: dict[str, Any]  # the options taken from the run folder, not given now
+
+    def differing(self) -> list[str]:
+        """Given options whose value differs from the run's recorded one."""
+        return differences(self.settings, self.recorded)
+
+
 def preflight(
     path: str | Path,
     panels: str | list[int] | None,
-    overrides: dict[str, Any],
-    machine: MachineOptions,
+    given: Mapping[str, Any],
     *,
+    out: str | Path | None = None,
     ray: str | None = None,
     workers: int | None = None,
     check_machine: bool = True,
-) -> tuple[Story, Generation, list[int]]:
+) -> Preflight:
     """Everything a run refuses before it touches a file or loads a model; ``--dry-run`` too.
 
-    One function, so that a dry run never plans what the real command would refuse.
+    One function, so that a dry run never plans what the real command would refuse, and uses the
+    options the run folder remembers exactly as the real command does.
     """
     story = load_story(path)
-    settings = apply_overrides(story.generation, overrides)
-    check_ray_options(ray, workers, machine)
+    manifest = remembered(Path(out) if out is not None else default_out(path))
+    same_story = manifest is not None and (not manifest.story.path or Path(manifest.story.path).resolve() == story.path.resolve())
+    kept = dict(manifest.options) if manifest is not None and same_story else {}
+    given = settings_options(given)
+    settings = build_settings(story.generation, given, kept)
+    check_ray_options(ray, workers, settings.machine)
     if check_machine and ray is None:  # Ray workers check on their own nodes
-        check_inputs(settings.backend, machine, settings.lora_specs)
+        check_inputs(settings.backend, settings.machine, settings.lora_specs)
     numbers = parse_panel_selection(panels, len(story.panels)) if isinstance(panels, str) else (panels or list(range(1, len(story.panels) + 1)))
     reference_problems(story, settings, numbers)  # what the reference method cannot lay out
-    return story, settings, numbers
+    recorded = dict(manifest.settings) if manifest is not None and same_story else {}
+    return Preflight(story, settings, numbers, {**kept, **given}, recorded, {k: v for k, v in kept.items() if k not in given})
+
+
+def _rerolls(folder: RunFolder, manifest: RunManifest, numbers: list[int], reroll: bool) -> dict[int, int]:
+    """Each panel keeps the reroll count it was made with; ``--reroll`` moves the selected ones on."""
+    counts = {p.number: p.reroll for p in manifest.panels}  # pending too: an interrupted reroll keeps its count
+    if reroll:
+        for n in numbers:
+            counts[n] = counts.get(n, 0) + 1
+    return counts
+
+
+def announce_changes(pre: Preflight, manifest: RunManifest, jobs: list[PanelJob], progress: RunProgress, remake_picked: bool) -> None:
+    """Say, before anything runs, which settings differ from the run's and what that remakes."""
+    if pre.remembered:
+        shown = ", ".join(pre.settings.option(k) for k in pre.remembered)
+        progress.note(f"Using this run folder's options: {shown} (give an option again to change it).")
+    changed = pre.differing()
+    if not changed:
+        return
+    done = {p.number: p for p in manifest.panels if p.done}
+    remade = [j.number for j in jobs if j.number in done and done[j.number].key != j.key]
+    picked = [n for n in remade if done[n].picked_by == "author" and done[n].content_key in (None, next(j.content_key for j in jobs if j.number == n))]
+    what = ", ".join(f"{pre.settings.option(k)} differs from this run's {pre.recorded[k]!r}" for k in changed)
+    made = len(remade) - (0 if remake_picked else len(picked))
+    line = f"{what}: {made} panel(s) will be remade (their images go to history/)"
+    if picked:
+        numbers = ", ".join(map(str, picked))
+        line += f"; picked panels {numbers} will be remade too (--remake-picked)" if remake_picked else f"; picked panels {numbers} stay as they are (--remake-picked to remake them)"
+    progress.note(line + ".")
 
 
 def run_story(
@@ -180,54 +240,55 @@ def run_story(
     panels: str | list[int] | None = None,
     force: bool = False,
     reroll: bool = False,
+    remake_picked: bool = False,
     progress: RunProgress | None = None,
-    device: str = "auto",
-    offload: str = "none",
-    quantize: str = "none",
-    vae_tiling: bool = False,
-    compile: bool = False,
-    attention: str = "native",
     ray: str | None = None,
     workers: int | None = None,
     backend_instance: Backend | None = None,
-    encoder_instance: Any | None = None,
-    **overrides: Any,
+    encoder_instance: "ClipEncoder | None" = None,
+    **options: Any,
 ) -> RunResult:
     """Run a story from Python exactly as ``ipprompt story run`` does.
 
-    ``overrides`` are [generation] keys (backend, model, encoder, steps, candidates, seed, rounds,
-    search, preview_step, keep, continuity, tile, grid, guidance, method); None means "as in the story".
-    ``reroll`` makes the selected panels again with a fresh seed, which later runs keep.
-    ``ray`` (``auto``, ``local`` or a cluster address) makes the panels on Ray workers, one per GPU
-    (at most ``workers``).
+    ``options`` are ``RunSettings`` fields (backend, model, encoder, steps, candidates, seed, tile,
+    method, device, offload, ...; None means "as the run folder remembers, else as the story
+    says"). ``reroll`` makes the selected panels again with a fresh seed, which later runs keep;
+    ``remake_picked`` lets differing settings remake panels the author picked. ``ray`` (``auto``,
+    ``local`` or a cluster address) makes the panels on Ray workers, one per GPU (at most ``workers``).
     """
+    unknown = sorted(set(options) - set(RunSettings.model_fields))
+    if unknown:
+        raise TypeError(f"run_story() got unknown settings: {', '.join(unknown)}")
     progress = progress or SilentProgress()
+    out_path = Path(out) if out is not None else default_out(path)
     # 1. story, settings, machine options
-    machine = MachineOptions(device=device, offload=offload, quantize=quantize, vae_tiling=vae_tiling, compile=compile, attention=attention)
-    story, settings, numbers = preflight(path, panels, overrides, machine, ray=ray, workers=workers, check_machine=backend_instance is None)
+    pre = preflight(path, panels, options, out=out_path, ray=ray, workers=workers, check_machine=backend_instance is None)
+    story, settings, numbers = pre.story, pre.settings, pre.numbers
     if reroll and panels is None:
         raise IppromptError("--reroll needs --panels: say which panels to make again.", "Example: --panels 3 --reroll")
     # 2. the run folder
-    folder = RunFolder(Path(out) if out is not None else Path.cwd() / "runs" / Path(path).stem)
+    folder = RunFolder(out_path)
     try:
         folder.claim(story.path)
         for note in folder.notes:
             progress.note(note)
         # 3. theme and encoder
-        encoder = encoder_instance if encoder_instance is not None else create_encoder(settings, progress.note, machine.device)
+        encoder = encoder_instance if encoder_instance is not None else create_encoder(settings, progress.note)
         library = open_theme(story, encoder, progress)
         # 4. the manifest says what this run is before any panel is made
-        manifest = folder.update(lambda m: describe_run(m, story, settings, library, encoder, machine))
+        before = folder.read() or RunManifest()
+        manifest = folder.update(lambda m: describe_run(m, story, settings, pre.options, library, encoder))
         # 5. plan
-        dtype = (backend_instance.stats().get("dtype") if backend_instance is not None else None) or planned_dtype(settings.backend, machine)
-        machine_key = {"quantize": machine.quantize, "vae_tiling": machine.vae_tiling, "dtype": dtype}
-        jobs: list[PanelJob] = plan_panels(story, settings, library, numbers, machine_key=machine_key, rerolls=_rerolls(manifest, numbers, reroll))
+        dtype = (backend_instance.stats().get("dtype") if backend_instance is not None else None) or planned_dtype(settings.backend, settings.machine)
+        machine_key = {"quantize": settings.quantize, "vae_tiling": settings.vae_tiling, "dtype": dtype}
+        jobs: list[PanelJob] = plan_panels(story, settings, library, numbers, machine_key=machine_key, rerolls=_rerolls(folder, manifest, numbers, reroll))
+        announce_changes(pre, before, jobs, progress, remake_picked)
         # 6. execute
         if ray is not None:
-            runner: LocalRunner | RayRunner = RayRunner(folder, settings, machine, library, encoder, progress, address=ray, workers=workers)
+            runner: LocalRunner | RayRunner = RayRunner(folder, settings, library, encoder, progress, address=ray, workers=workers)
         else:
-            runner = LocalRunner(folder, settings, machine, library, encoder, progress, backend_instance)
-        outcome = runner.run(jobs, force=force or reroll)
+            runner = LocalRunner(folder, settings, library, encoder, progress, backend_instance)
+        outcome: Outcome = runner.run(jobs, force=force or reroll, remake_picked=remake_picked)
     finally:
         progress.close()
         folder.release()
@@ -236,4 +297,4 @@ def run_story(
     from ipprompt.storyboard.render import render_storyboard
 
     storyboard = render_storyboard(folder.root)
-    return RunResult(folder.root, read_manifest(folder.root), outcome.generated, outcome.reused, storyboard, outcome.finished)
+    return RunResult(folder.root, read_manifest(folder.root), outcome.generated, outcome.reused, storyboard, outcome.finished, outcome.kept_picked)

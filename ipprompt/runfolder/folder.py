@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from ipprompt.pipeline.execute import PanelResult
+    from ipprompt.pipeline.finish_pick import FinishedPick
     from ipprompt.pipeline.plan import Overlay
 
 THUMB_PX = 256
@@ -236,6 +237,12 @@ class RunFolder:
         if pdir.is_dir():
             shutil.rmtree(pdir, ignore_errors=True)
 
+    def commit_finished_pick(self, number: int, finished: "FinishedPick") -> PanelEntry:
+        """Write a picked candidate the run just finished (see ``pipeline.finish_pick``)."""
+        from ipprompt.pipeline.finish_pick import commit_finished_pick
+
+        return commit_finished_pick(self, number, finished)
+
     def write_record(self, entry: PanelEntry) -> None:
         """The panel's own record beside its files (what a damaged manifest is rebuilt from)."""
         atomic_write_text(self.panel_dir(entry.number) / PANEL_RECORD, entry.model_dump_json(indent=1))
@@ -326,6 +333,7 @@ class RunFolder:
             update=dict(
                 status="done",
                 key=job.key,
+                content_key=job.content_key,
                 text=job.text,
                 description=job.description,
                 method=job.settings.method,

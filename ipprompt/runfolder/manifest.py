@@ -125,6 +125,9 @@ class PanelEntry(_Model):
     shape: str = "square"
     # Everything below is set when the panel is done.
     key: str | None = None
+    # The key of the panel's own inputs (text, references, seed, shape) without the run settings:
+    # an author's pick is kept when only settings changed (None: made before it was recorded).
+    content_key: str | None = None
     text: str | None = None  # the model prompt of the chosen candidate
     description: str | None = None  # what CLIP-T compares with (panel prompt + style)
     method: str = "dvp"
@@ -181,7 +184,9 @@ class RunManifest(_Model):
     created: str = ""
     updated: str = ""
     story: StoryInfo = StoryInfo()
-    settings: dict[str, Any] = {}
+    settings: dict[str, Any] = {}  # every setting of the last run (RunSettings)
+    # The options given on command lines: later commands on the folder start from them.
+    options: dict[str, Any] = {}
     machine: dict[str, Any] = {}
     models: dict[str, Any] = {}
     theme: dict[str, Any] = {}

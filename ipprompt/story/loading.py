@@ -22,7 +22,6 @@ from ipprompt.errors import IppromptError
 from ipprompt.story.schema import (  # noqa: F401  (the schema, re-exported: ipprompt.story.loading is the public home)
     DEFAULT_MODEL,
     DEFAULT_ENCODER,
-    BACKENDS,
     SEARCH_MODES,
     METHODS,
     Shape,

@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 DEFAULT_MODEL = "black-forest-labs/FLUX.1-Fill-dev"
 DEFAULT_ENCODER = "openai/clip-vit-base-patch32"
-BACKENDS = ("flux-fill", "preview")
 SEARCH_MODES = ("pruned", "exhaustive")
 METHODS = ("dvp", "reference")
 Shape = Literal["square", "wide", "tall"]  # a panel's aspect ratio: 1:1, 2:1, 1:2
@@ -33,7 +32,7 @@ class _Strict(BaseModel):
 class Generation(_Strict):
     """How panels are generated. Every key has a default; the CLI may override any of them."""
 
-    backend: Literal["flux-fill", "preview"] = "flux-fill"
+    backend: str = "flux-fill"  # a registered backend (ipprompt.backends.registry)
     model: str = DEFAULT_MODEL
     encoder: str = DEFAULT_ENCODER
     tile: int = Field(512, ge=256, le=1024)
@@ -55,6 +54,15 @@ class Generation(_Strict):
     fast_lora: str = Field(DEFAULT_FAST_LORA, min_length=1)
     loras: list[str] = []
 
+    @field_validator("backend")
+    @classmethod
+    def _registered_backend(cls, v: str) -> str:
+        from ipprompt.backends.registry import backend_names
+
+        if v not in backend_names():
+            raise ValueError(f"unknown backend; use one of: {', '.join(backend_names())}")
+        return v
+
     @field_validator("loras")
     @classmethod
     def _lora_specs(cls, v: list[str]) -> list[str]:
@@ -69,7 +77,7 @@ class Generation(_Strict):
         """--fast changes the defaults of the keys it needs, never a value someone wrote.
 
         Set through ``object.__setattr__`` so that they stay "unset": turning --fast off again
-        (``apply_overrides`` re-validates only what was written) brings the normal defaults back.
+        (``build_settings`` re-validates only what was written) brings the normal defaults back.
         """
         if self.fast:
             for key, value in FAST_DEFAULTS.items():

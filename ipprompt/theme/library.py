@@ -163,6 +163,14 @@ class ThemeLibrary:
         """The encoder this theme asks for (theme.toml), used when the caller names none."""
         return self._config.encoder
 
+    def set_encoder_id(self, encoder_id: str) -> None:
+        """Make ``encoder_id`` the theme's encoder (theme.toml): what show, search and runs use
+        when no --encoder is given. Called after a reindex with that encoder succeeded."""
+        from dataclasses import replace
+
+        self._config = replace(self._config, encoder=model_key(encoder_id))
+        write_config(self._folder, self._config)
+
     @property
     def encoder(self) -> ClipEncoder | None:
         """The encoder in use, or None in lexical mode."""
@@ -180,6 +188,10 @@ class ThemeLibrary:
 
     def __len__(self) -> int:
         return len(self._images)
+
+    def has_image(self, sha256: str) -> bool:
+        """True when the theme holds an image with this sha256 (its embedding is cached)."""
+        return sha256 in self._position
 
     def image_by_sha(self, sha256: str) -> ThemeImage:
         """The image with this full sha256 (KeyError when the theme has none)."""

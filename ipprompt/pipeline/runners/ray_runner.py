@@ -25,19 +25,21 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ipprompt.backends.factory import MachineOptions
 from ipprompt.errors import IppromptError
-from ipprompt.pipeline.finish_pick import commit_finished_pick
-from ipprompt.runfolder.manifest import RunManifest
+from ipprompt.pipeline.core import Action, decide, theme_embeddings
 from ipprompt.pipeline.plan import PanelJob
+from ipprompt.pipeline.runners.local import Outcome
 from ipprompt.progress import RunProgress, WorkerState
 from ipprompt.runfolder.folder import RunFolder
-from ipprompt.pipeline.runners.local import Outcome, adopt_record, resolve_continuity, reusable
-from ipprompt.story.loading import Generation
+from ipprompt.runfolder.manifest import RunManifest
+
+if TYPE_CHECKING:
+    from ipprompt.encoders.clip import ClipEncoder
+    from ipprompt.pipeline.settings import RunSettings
+    from ipprompt.theme.library import ThemeLibrary
 
 TASK_RETRIES = 3  # a panel is tried again this often when its worker dies
 POLL_S = 0.25  # how often the driver refreshes the workers' progress while it waits
@@ -104,27 +106,30 @@ class WorkerPlan:
 def plan_workers(cluster: dict[str, float], backend: str, workers: int | None) -> WorkerPlan:
     """One worker per GPU of the cluster (at most ``workers``); without GPUs, ``workers`` CPU
     workers (default 1), each with an equal share of the CPUs (its PyTorch thread count)."""
-    gpus = int(cluster.get("GPU", 0)) if backend != "preview" else 0
+    from ipprompt.backends.registry import backend_spec
+
+    spec = backend_spec(backend)
+    gpus = int(cluster.get("GPU", 0)) if spec.denoises else 0
     cpus = float(cluster.get("CPU", 1)) or 1.0
     if gpus:
         count = min(workers or gpus, gpus)
         notes = [f"the cluster has {gpus} GPU(s): {count} worker(s), one GPU each"] if workers and workers > gpus else []
-        return WorkerPlan(count, {"num_gpus": 1, "num_cpus": min(1.0, cpus / count)}, "bfloat16", notes)
+        return WorkerPlan(count, {"num_gpus": 1, "num_cpus": min(1.0, cpus / count)}, spec.dtype_on_gpu, notes)
     count = workers or 1
-    return WorkerPlan(count, {"num_cpus": cpus / count}, None if backend == "preview" else "float32")
+    return WorkerPlan(count, {"num_cpus": cpus / count}, "float32" if spec.denoises else None)
 
 
 class WorkerPool:
     """The Ray actors of one run and the board they post their progress to."""
 
-    def __init__(self, ray: Any, plan: WorkerPlan, settings: Generation, machine: MachineOptions, texts: Sequence[str], use_encoder: bool) -> None:
+    def __init__(self, ray: Any, plan: WorkerPlan, settings: "RunSettings", texts: Sequence[str], use_encoder: bool) -> None:
         from ipprompt.pipeline.runners.ray_worker import PanelWorker, ProgressBoard
 
         self.ray = ray
         name = f"ipprompt-progress-{uuid.uuid4().hex[:12]}"
         self.board = ray.remote(num_cpus=0)(ProgressBoard).options(name=name).remote()
         actor = ray.remote(max_restarts=-1, max_task_retries=TASK_RETRIES, **plan.resources)(PanelWorker)
-        self.actors = [actor.remote(slot, settings, machine, list(texts), use_encoder, name) for slot in range(plan.count)]
+        self.actors = [actor.remote(slot, settings, list(texts), use_encoder, name) for slot in range(plan.count)]
         self.idle = list(range(plan.count))
         self._shown: dict[int, WorkerState] = {}
 
@@ -157,10 +162,9 @@ class RayRunner:
     def __init__(
         self,
         folder: RunFolder,
-        settings: Generation,
-        machine: MachineOptions,
-        library: Any,
-        encoder: Any | None,
+        settings: "RunSettings",
+        library: "ThemeLibrary | None",
+        encoder: "ClipEncoder | None",
         progress: RunProgress,
         *,
         address: str = "auto",
@@ -168,17 +172,17 @@ class RayRunner:
     ) -> None:
         self.folder = folder
         self.settings = settings
-        self.machine = machine
         self.library = library
         self.encoder = encoder
         self.progress = progress
         self.address = address
         self.workers = workers
-        self._theme_shas: set[str] | None = None
 
-    def run(self, jobs: Sequence[PanelJob], *, force: bool = False) -> Outcome:
+    def run(self, jobs: Sequence[PanelJob], *, force: bool = False, remake_picked: bool = False) -> Outcome:
+        from ipprompt.backends.registry import backend_spec
+
         ray = import_ray()
-        self.progress.start_run(len(jobs), denoising=self.settings.backend != "preview")
+        self.progress.start_run(len(jobs), denoising=backend_spec(self.settings.backend).denoises)
         connected = connect(ray, self.address)
         pool: WorkerPool | None = None
         try:
@@ -186,7 +190,7 @@ class RayRunner:
             for text in plan.notes:
                 self.progress.note(text)
             jobs = [rekey(job, plan.dtype) for job in jobs]
-            state = _Schedule(list(jobs), force)
+            state = _Schedule(list(jobs), force, remake_picked)
             self._dispatch(state, None)
             while state.pending or state.inflight:
                 if state.pending and pool is None:
@@ -201,19 +205,22 @@ class RayRunner:
                     slot, job = state.inflight.pop(ref)
                     result = _result(ray, ref, job, slot)
                     if job.number in state.finishing:
-                        commit_finished_pick(self.folder, job.number, result)
+                        self.folder.commit_finished_pick(job.number, result)
                         state.outcome.finished.append(job.number)
                     else:
-                        self.folder.commit(replace(result, job=job))
+                        self.folder.commit_async(replace(result, job=job))  # as the local runner does
                         state.outcome.generated.append(job.number)
                     state.finished.add(job.number)
                     self.progress.end_panel(reused=False)
                     pool.idle.append(slot)
                 if ready:
+                    if any(j.waiting for j in state.pending):
+                        self.folder.flush()  # a continuity panel reads its predecessor's image
                     self._dispatch(state, pool)
             if pool is not None:
                 pool.show(self.progress)
         finally:
+            self.folder.flush()
             if pool is not None:
                 pool.stop()
             if connected:
@@ -227,57 +234,44 @@ class RayRunner:
         heads = sum(1 for j in state.pending if not (j.waiting and j.continuity_from in waiting))
         plan = replace(plan, count=max(1, min(plan.count, heads)))
         texts = [j.text for j in state.pending]
-        return WorkerPool(ray, plan, self.settings, self.machine, texts, self.encoder is not None)
+        return WorkerPool(ray, plan, self.settings, texts, self.encoder is not None)
 
     def _dispatch(self, state: "_Schedule", pool: WorkerPool | None) -> None:
-        """Keep unchanged panels, and send ready ones to idle workers, in story order."""
+        """Keep what ``decide`` keeps, and send the rest to idle workers, in story order."""
         manifest = self.folder.read() or RunManifest()
         in_run = {j.number for j in state.pending} | {j.number for _, j in state.inflight.values()}
         for job in list(state.pending):
             if job.waiting and job.continuity_from in in_run and job.continuity_from not in state.finished:
                 continue  # its previous panel is still to be made in this run
-            resolved = resolve_continuity(job, self.folder, manifest)
-            old = adopt_record(self.folder, manifest, resolved)
-            if not state.force and reusable(self.folder, old, resolved) and old is not None and old.pick_to_finish is not None:
-                # The author picked a previewed candidate: a worker finishes that one, nothing else.
-                if pool is None or not pool.idle:
-                    continue
-                slot = pool.idle.pop(0)
-                ref = pool.actors[slot].finish.remote(resolved.with_reference_bytes(), old, self._embeddings(resolved))
-                state.pending.remove(job)
-                state.finishing.add(job.number)
-                state.inflight[ref] = (slot, resolved)
-                continue
-            if not state.force and reusable(self.folder, old, resolved):
+            decision = decide(self.folder, manifest, job, force=state.force, remake_picked=state.remake_picked)
+            resolved = decision.job
+            if decision.action in (Action.KEEP, Action.KEEP_PICKED):
                 state.pending.remove(job)
                 state.finished.add(job.number)
-                state.outcome.reused.append(job.number)
-                self.progress.start_panel(job.number, "unchanged, kept")
+                (state.outcome.kept_picked if decision.action is Action.KEEP_PICKED else state.outcome.reused).append(job.number)
+                self.progress.start_panel(job.number, decision.label)
                 self.progress.end_panel(reused=True)
                 continue
             if pool is None or not pool.idle:
                 continue
             slot = pool.idle.pop(0)
-            self.folder.begin_panel(job.number, job.overlay, job.reroll)
             # Every reference travels as bytes, the previous panel's image (continuity) too.
-            ref = pool.actors[slot].make.remote(resolved.with_reference_bytes(), self._embeddings(resolved))
+            embeddings = theme_embeddings(self.library, resolved) if self.encoder is not None else {}
+            if decision.action is Action.FINISH_PICK:
+                ref = pool.actors[slot].finish.remote(resolved.with_reference_bytes(), decision.old, embeddings)
+                state.finishing.add(job.number)
+            else:
+                self.folder.begin_panel(job.number, job.overlay, job.reroll)
+                ref = pool.actors[slot].make.remote(resolved.with_reference_bytes(), embeddings)
             state.pending.remove(job)
             state.inflight[ref] = (slot, resolved)
-
-    def _embeddings(self, job: PanelJob) -> dict[str, np.ndarray]:
-        """The theme's cached embeddings of the job's references: workers score as a local run does."""
-        if self.encoder is None or self.library is None or getattr(self.library, "mode", None) != "clip":
-            return {}
-        if self._theme_shas is None:
-            self._theme_shas = {img.sha256 for img in self.library.images}
-        shas = list(dict.fromkeys(r.sha256 for refs in (*job.ranked, job.pinned) for r in refs if r.sha256 in self._theme_shas))
-        return dict(zip(shas, np.asarray(self.library.embeddings_for(shas), dtype=np.float32))) if shas else {}
 
 
 @dataclass
 class _Schedule:
     pending: list[PanelJob]
     force: bool
+    remake_picked: bool
     inflight: dict[Any, tuple[int, PanelJob]] = field(default_factory=dict)
     finished: set[int] = field(default_factory=set)
     finishing: set[int] = field(default_factory=set)  # panels whose picked preview is being finished

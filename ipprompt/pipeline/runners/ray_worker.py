@@ -15,18 +15,20 @@ import os
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ipprompt.backends.factory import MachineOptions
-from ipprompt.dvp.grid import RefImage
 from ipprompt.errors import IppromptError
+from ipprompt.pipeline.core import PanelMaker
 from ipprompt.pipeline.plan import PanelJob
 from ipprompt.progress import WorkerState
-from ipprompt.dvp.scoring import Scorer
-from ipprompt.story.loading import Generation
+from ipprompt.runfolder.manifest import PanelEntry
+
+if TYPE_CHECKING:
+    from ipprompt.pipeline.execute import PanelResult
+    from ipprompt.pipeline.finish_pick import FinishedPick
+    from ipprompt.pipeline.settings import RunSettings
 
 STEP_REPORT_S = 0.5  # denoising steps are reported at most this often (they can be ~10 ms apart)
 
@@ -80,20 +82,17 @@ class _Reporter:
 
 
 class PanelWorker:
-    """A Ray actor's body: one generator on one GPU (or a share of a CPU-only machine)."""
+    """A Ray actor's body: one ``PanelMaker`` (generator + scorer) on one GPU, or a share of a CPU."""
 
-    def __init__(self, slot: int, settings: Generation, machine: MachineOptions, texts: Sequence[str], use_encoder: bool, board: str | None) -> None:
+    def __init__(self, slot: int, settings: "RunSettings", texts: Sequence[str], use_encoder: bool, board: str | None) -> None:
         self.slot = slot
         self.settings = settings
-        self.machine = machine
         self.texts = list(dict.fromkeys(texts))
         self.use_encoder = use_encoder
         self.board_name = board  # the board is found by name: a handle argument would pin the
         self.board: Any = None  # actor's restart to an object-store entry (Ray issue 53727)
         self.node = socket.gethostname()
-        self.backend: Any = None
-        self.scorer: Scorer | None = None
-        self.known: dict[str, np.ndarray] = {}  # reference embeddings the driver sent (theme cache)
+        self.maker: PanelMaker | None = None
         self.post("started")
 
     def _board(self) -> Any:
@@ -123,65 +122,41 @@ class PanelWorker:
 
     def load(self) -> dict[str, Any]:
         """Load the generator and CLIP once, encode the run's prompts, free the text encoders."""
-        if self.backend is None:
-            from ipprompt.backends.factory import create_backend, create_encoder
-            from ipprompt.pipeline.execute import out_of_memory_is_a_user_error
+        if self.maker is None:
+            from ipprompt.backends.factory import create_encoder
 
-            self.post("loading the model")
-            machine = replace(self.machine, device=self._device())
-            with out_of_memory_is_a_user_error(f"loading the model on {self.node}"):
-                backend = create_backend(self.settings, machine, self.note)
+            settings = self.settings.model_copy(update={"device": self._device()})
             encoder = None
             if self.use_encoder:
-                encoder = create_encoder(self.settings, self.note)
+                encoder = create_encoder(settings, self.note)
                 if encoder is None:
                     raise IppromptError(
                         f"Worker {self.slot + 1} on {self.node} cannot load the CLIP model '{self.settings.encoder}' the driver uses.",
                         "Every node needs the same models: a local folder at the same path, or the Hugging Face cache.",
                     )
-            self.post("encoding the prompts")
-            with out_of_memory_is_a_user_error(f"encoding the prompts on {self.node}"):
-                backend.encode_texts(self.texts)
-                backend.release_text_encoders()
-            self.scorer = Scorer(encoder, self._reference_embeddings) if encoder is not None else Scorer(None)
-            self.backend = backend
+            maker = PanelMaker(settings, self.note, encoder=encoder)
+            self.post("loading the model")
+            maker.ready(self.texts, f" on {self.node}")
+            self.maker = maker
             self.post("idle")
-        return {"node": self.node, "pid": os.getpid(), **self.backend.stats()}
+        assert self.maker.backend is not None
+        return {"node": self.node, "pid": os.getpid(), **self.maker.backend.stats()}
 
-    def _reference_embeddings(self, refs: Sequence[RefImage]) -> np.ndarray:
-        """The driver's theme embeddings where it sent them (as a local run uses), else encode."""
-        others = [r for r in refs if r.sha256 not in self.known]
-        if others:
-            assert self.scorer is not None and self.scorer.encoder is not None
-            for ref, vec in zip(others, self.scorer.encoder.embed_images([r.open() for r in others])):
-                self.known[ref.sha256] = np.asarray(vec, dtype=np.float32)
-        return np.stack([self.known[r.sha256] for r in refs])
-
-    def make(self, job: PanelJob, embeddings: dict[str, np.ndarray]) -> Any:
+    def make(self, job: PanelJob, embeddings: dict[str, np.ndarray]) -> "PanelResult":
         """Make one panel; returns its ``PanelResult``."""
-        from ipprompt.pipeline.execute import execute
-
         self.load()
-        self.known.update(embeddings)
-        reporter = _Reporter(self, job.number)
-        self.backend.on_step = reporter.step
+        assert self.maker is not None
         self.post(f"panel {job.number}: starting", job.number)
-        assert self.scorer is not None
-        result = execute(job, self.backend, self.scorer, reporter)
+        result = self.maker.make(job, embeddings, _Reporter(self, job.number))
         result.machine = {**result.machine, "node": self.node}
         self.post("idle")
         return result
 
-    def finish(self, job: PanelJob, entry: Any, embeddings: dict[str, np.ndarray]) -> Any:
+    def finish(self, job: PanelJob, entry: PanelEntry, embeddings: dict[str, np.ndarray]) -> "FinishedPick":
         """Finish the candidate the author picked from its preview; returns a ``FinishedPick``."""
-        from ipprompt.pipeline.finish_pick import finish_pick
-
         self.load()
-        self.known.update(embeddings)
-        reporter = _Reporter(self, job.number)
-        self.backend.on_step = reporter.step
+        assert self.maker is not None
         self.post(f"panel {job.number}: finishing pick #{entry.pick_to_finish}", job.number)
-        assert self.scorer is not None
-        finished = finish_pick(job, entry, self.backend, self.scorer, reporter)
+        finished = self.maker.finish(job, entry, embeddings, _Reporter(self, job.number))
         self.post("idle")
         return finished
