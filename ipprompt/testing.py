@@ -30,18 +30,26 @@ def _vocab() -> dict[str, int]:
     return {w: i for i, w in enumerate(words)}
 
 
-def _word_tokenizer(model_max_length: int, *, clip_style: bool):
+def _word_tokenizer(model_max_length: int, *, clip_style: bool, end_token: bool = False):
     """A fast tokenizer built offline with the `tokenizers` library.
 
     ``CLIPTokenizerFast`` refuses a WordLevel model, so the generic fast class is used; the FLUX
-    pipeline only needs ``__call__`` with padding and truncation.
+    pipeline only needs ``__call__`` with padding and truncation. ``end_token`` wraps every text
+    in start and end tokens as the real CLIP tokenizer does: CLIP pools its text embedding at the
+    end token, so without one a text's embedding would depend on what else is in its batch.
     """
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.WordLevel(_vocab(), unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    if end_token:
+        vocab = _vocab()
+        tok.post_processor = processors.TemplateProcessing(
+            single="<|startoftext|> $A <|endoftext|>",
+            special_tokens=[("<|startoftext|>", vocab["<|startoftext|>"]), ("<|endoftext|>", vocab["<|endoftext|>"])],
+        )
     if clip_style:
         return PreTrainedTokenizerFast(
             tokenizer_object=tok,
@@ -204,7 +212,7 @@ def build_tiny_clip(path: str | Path, seed: int = 0, image_size: int = 32) -> Pa
         crop_size={"height": image_size, "width": image_size},
     )
     processor = CLIPProcessor(
-        image_processor=image_processor, tokenizer=_word_tokenizer(77, clip_style=True)
+        image_processor=image_processor, tokenizer=_word_tokenizer(77, clip_style=True, end_token=True)
     )
     model.save_pretrained(path, safe_serialization=True)
     processor.save_pretrained(path)

@@ -82,6 +82,11 @@ def adopt_record(folder: RunFolder, manifest: RunManifest, job: PanelJob) -> Pan
     return record
 
 
+def is_picked(entry: PanelEntry) -> bool:
+    """The author chose this panel's image (a candidate, a history image, or a preview to finish)."""
+    return entry.picked_by == "author" or entry.pick_to_finish is not None
+
+
 def decide(folder: RunFolder, manifest: RunManifest, job: PanelJob, *, force: bool = False, remake_picked: bool = False) -> Decision:
     """What this run does with one panel (``force``: make it whatever it holds)."""
     job = resolve_continuity(job, folder, manifest)
@@ -92,7 +97,7 @@ def decide(folder: RunFolder, manifest: RunManifest, job: PanelJob, *, force: bo
         return Decision(Action.FINISH_PICK if old.pick_to_finish is not None else Action.KEEP, job, old)
     # The key changed. An author's pick is never replaced for a run setting alone: only when the
     # panel's own inputs (text, references, seed, shape) changed, or when asked to.
-    if old.picked_by == "author" and not remake_picked and old.content_key in (None, job.content_key):
+    if is_picked(old) and not remake_picked and old.content_key in (None, job.content_key):
         return Decision(Action.KEEP_PICKED, job, old)
     return Decision(Action.MAKE, job, old)
 

@@ -31,6 +31,7 @@ from ipprompt.backends.factory import check_inputs, create_encoder, planned_dtyp
 from ipprompt.backends.registry import backend_spec
 from ipprompt.dvp.ipprompter import reference_problems
 from ipprompt.errors import IppromptError
+from ipprompt.pipeline.core import is_picked
 from ipprompt.pipeline.plan import PanelJob, overlay_of, plan_panels
 from ipprompt.pipeline.runners.ray_runner import RayRunner, check_ray_options
 from ipprompt.pipeline.runners.local import LocalRunner, Outcome
@@ -223,7 +224,8 @@ def announce_changes(pre: Preflight, manifest: RunManifest, jobs: list[PanelJob]
         return
     done = {p.number: p for p in manifest.panels if p.done}
     remade = [j.number for j in jobs if j.number in done and done[j.number].key != j.key]
-    picked = [n for n in remade if done[n].picked_by == "author" and done[n].content_key in (None, next(j.content_key for j in jobs if j.number == n))]
+    content = {j.number: j.content_key for j in jobs}
+    picked = [n for n in remade if is_picked(done[n]) and done[n].content_key in (None, content[n])]
     what = ", ".join(f"{pre.settings.option(k)} differs from this run's {pre.recorded[k]!r}" for k in changed)
     made = len(remade) - (0 if remake_picked else len(picked))
     line = f"{what}: {made} panel(s) will be remade (their images go to history/)"
