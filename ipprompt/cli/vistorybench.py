@@ -170,7 +170,7 @@ def run_command(
     _print_mapping()
     try:
         result = run_benchmark(
-            dataset, work, out or work / "outputs", stories=stories, language=language, method=method_name, mode=mode_name,
+            dataset, work, out or work / "outputs", stories=stories, language=language, method_name=method_name, mode_name=mode_name,
             timestamp=timestamp, progress_factory=RichProgress, note=lambda text: console.print(escape(text), highlight=False),
             **machine, **overrides,
         )

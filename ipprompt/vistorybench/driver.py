@@ -82,8 +82,8 @@ def run_benchmark(
     *,
     stories: str | None = "lite",
     language: str = "en",
-    method: str = "ipprompt",
-    mode: str = "base",
+    method_name: str = "ipprompt",
+    mode_name: str = "base",
     timestamp: str | None = None,
     progress_factory: Callable[[], Any] | None = None,
     note: Note = lambda text: None,
@@ -91,12 +91,14 @@ def run_benchmark(
 ) -> BenchmarkResult:
     """Import into ``WORK/stories``, run each story into ``WORK/runs/<id>``, export to ``outputs``.
 
-    ``run_options`` go to ``run_story`` unchanged (backend, model, steps, ray, workers, ...). A story
-    whose run stops with a user error is reported and left out of the export; the others go on.
+    ``run_options`` go to ``run_story`` unchanged (backend, model, steps, method, ray, workers, ...);
+    ``method_name`` and ``mode_name`` are the outputs' folder names (``method`` is the generation
+    method, dvp or reference). A story whose run stops with a user error is reported and left out
+    of the export; the others go on.
     """
     from ipprompt.pipeline.run import run_story
 
-    check_names(method, mode, language, timestamp or now_timestamp())  # before hours of work, not after
+    check_names(method_name, mode_name, language, timestamp or now_timestamp())  # before hours of work, not after
     work = Path(work)
     imports = import_dataset(dataset, work / "stories", stories=stories, language=language)
     result = BenchmarkResult(imports)
@@ -115,6 +117,6 @@ def run_benchmark(
             continue
         result.runs[story.story_id] = run_dir
     if result.runs:
-        stamp = _timestamp(work, method, mode, language, timestamp)
-        result.export = export_runs(list(result.runs.values()), outputs, method=method, mode=mode, language=language, timestamp=stamp)
+        stamp = _timestamp(work, method_name, mode_name, language, timestamp)
+        result.export = export_runs(list(result.runs.values()), outputs, method=method_name, mode=mode_name, language=language, timestamp=stamp)
     return result
