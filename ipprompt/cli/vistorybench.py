@@ -172,11 +172,10 @@ def run_command(
         result = run_benchmark(
             dataset, work, out or work / "outputs", stories=stories, language=language, method_name=method_name, mode_name=mode_name,
             timestamp=timestamp, progress_factory=RichProgress, note=lambda text: console.print(escape(text), highlight=False),
-            **machine, **overrides,
+            on_import=_print_imports, **machine, **overrides,
         )
     except IppromptError as error:
         raise fail(error)
-    _print_imports(result.imports)
     if result.export is not None:
         _print_export(result.export)
     if result.failed:

@@ -2,8 +2,10 @@
 
 The run calls the library (``run_story``) story after story, never a subprocess: each story is an
 ordinary resumable run folder (``WORK/runs/<id>``), so running the command again keeps every
-finished panel and makes only what is left; with ``ray`` each story's panels are spread over the
-workers. The export timestamp is recorded in the work folder, so a resumed run writes into the
+finished panel and makes only what is left (English and Chinese have separate work folders); with ``ray`` each story's panels are spread over the
+workers. Each story loads the generator again when it has panels left (a run frees its text
+encoders once its prompts are encoded), which costs a minute or so per story next to hours of
+panels. The export timestamp is recorded in the work folder, so a resumed run writes into the
 same outputs folder instead of adding a second run for the benchmark to score.
 """
 
@@ -87,9 +89,11 @@ def run_benchmark(
     timestamp: str | None = None,
     progress_factory: Callable[[], Any] | None = None,
     note: Note = lambda text: None,
+    on_import: Callable[[ImportReport], None] | None = None,
     **run_options: Any,
 ) -> BenchmarkResult:
-    """Import into ``WORK/stories``, run each story into ``WORK/runs/<id>``, export to ``outputs``.
+    """Import into ``WORK/<language>/stories``, run each story into ``WORK/<language>/runs/<id>``
+    (one folder per language: the two imports' prompts differ), export to ``outputs``.
 
     ``run_options`` go to ``run_story`` unchanged (backend, model, steps, method, ray, workers, ...);
     ``method_name`` and ``mode_name`` are the outputs' folder names (``method`` is the generation
@@ -100,13 +104,15 @@ def run_benchmark(
 
     check_names(method_name, mode_name, language, timestamp or now_timestamp())  # before hours of work, not after
     work = Path(work)
-    imports = import_dataset(dataset, work / "stories", stories=stories, language=language)
+    imports = import_dataset(dataset, work / language / "stories", stories=stories, language=language)
     result = BenchmarkResult(imports)
+    if on_import is not None:
+        on_import(imports)  # what was imported and skipped, before hours of runs
     total = len(imports.imported)
     shots = sum(s.panels for s in imports.imported)
-    note(f"{total} stories, {shots} shots to draw; runs in {work / 'runs'} (run the same command again to resume)")
+    note(f"{total} stories, {shots} shots to draw; runs in {work / language / 'runs'} (run the same command again to resume)")
     for n, story in enumerate(imports.imported, start=1):
-        run_dir = work / "runs" / story.story_id
+        run_dir = work / language / "runs" / story.story_id
         note(f"[{n}/{total}] story {story.story_id}: {story.panels} shots")
         progress = progress_factory() if progress_factory is not None else None
         try:
