@@ -256,3 +256,21 @@ def test_awkward_character_keys_become_valid_ids(dataset: Path, tmp_path: Path) 
     import_dataset(dataset, tmp_path / "out", stories="02")
     story = load_ipprompt_story(tmp_path / "out" / "02" / "story.toml")
     assert list(story.characters) == ["dr_mira"] and story.panels[0].characters == ["dr_mira"]  # Ø has no ASCII form: dropped
+
+
+def test_toml_writer_round_trips_any_text() -> None:
+    from ipprompt.vistorybench.tomlwrite import key, string
+
+    texts = ['say "hi"', "C:\\new\\table", "line\nnext\ttab\r", "\x00\x1f\x7f\b\f", "中文，「引号」", "'single' ''' \"\"\""]
+    for text in texts:
+        assert tomllib.loads(f"k = {string(text)}")["k"] == text
+    assert tomllib.loads(f'{key("a b.c")} = 1\n{key("plain_id-2")} = 2') == {"a b.c": 1, "plain_id-2": 2}
+
+
+def test_a_character_name_that_is_not_a_folder_name(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = dataset / "02" / "story.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["Characters"]["../01"] = data["Characters"].pop("Mira")
+    path.write_text(json.dumps(data), encoding="utf-8")
+    result = _import(capsys, dataset, tmp_path / "out")
+    assert result.exit_code == 0 and "story 02 not imported" in result.stderr and "'../01'" in result.stderr

@@ -178,6 +178,8 @@ def _characters(data: dict[str, Any], folder: Path, language: str, path: Path) -
     for key, entry in raw.items():
         if not isinstance(entry, dict):
             raise DatasetError(f"{path}: character '{key}' must be an object with name_en, prompt_en, ...")
+        if not key.strip() or key in (".", "..") or "/" in key or "\\" in key or "\0" in key:
+            raise DatasetError(f"{path}: character name {key!r} cannot be a folder name under image/.", "Character names name their reference folders; fix the name.")
         images = _reference_images(folder / "image" / key)
         characters[key] = Character(
             key=key,

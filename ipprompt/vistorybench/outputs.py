@@ -123,6 +123,10 @@ def foreign_entries(root: Path, story_id: str) -> list[str]:
     timestamp-like folder replaces ``shots/``; in ``shots/`` every image is read as a shot.
     """
     found = []
+    method_dir = root.parents[2]
+    # A language folder right under the method folder switches the reader to its language-first
+    # layout ({method}/{language}/{mode}/...), where it would not find this export.
+    found += [str(method_dir / lang) for lang in LANGUAGES if (method_dir / lang).is_dir()]
     if root.is_dir():
         found += [str(e) for e in root.iterdir() if e.is_dir() and not e.name.isdigit()]
     story = root / story_id
@@ -178,7 +182,8 @@ def export_runs(
     if problems:
         raise IppromptError(
             "Nothing exported: " + "; ".join(problems) + ".",
-            "Finish the runs (`ipprompt story run` resumes), or pass --partial to export the finished shots only.",
+            "Finish the runs (`ipprompt story run` resumes) or pass --partial to export the finished shots only; "
+            "export each language and story once; move files ipprompt did not write, or use another --out or --timestamp.",
         )
     root = Path(out) / method / mode / language / timestamp
     report = ExportReport(root, timestamp)
