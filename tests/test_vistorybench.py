@@ -274,3 +274,11 @@ def test_a_character_name_that_is_not_a_folder_name(dataset: Path, tmp_path: Pat
     path.write_text(json.dumps(data), encoding="utf-8")
     result = _import(capsys, dataset, tmp_path / "out")
     assert result.exit_code == 0 and "story 02 not imported" in result.stderr and "'../01'" in result.stderr
+
+
+def test_registering_the_commands_loads_neither_pillow_nor_torch() -> None:
+    import subprocess
+
+    code = "import sys, ipprompt.cli.vistorybench; bad = {'PIL', 'torch'} & set(sys.modules); assert not bad, bad"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
