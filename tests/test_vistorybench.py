@@ -237,6 +237,9 @@ def test_empty_dataset_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     (empty / "notes").mkdir(parents=True)  # only a non-numeric folder: no story
     result = _import(capsys, empty, tmp_path / "out")
     assert result.exit_code == 2 and "no story folders" in result.stderr and str(empty) in result.stderr.replace("\n", "")
+    shutil.copytree(DATASET, tmp_path / "data" / "ViStory")
+    parent = _import(capsys, tmp_path / "data", tmp_path / "out")  # one level too high
+    assert parent.exit_code == 2 and "Did you mean" in parent.stderr and "ViStory" in parent.stderr
     missing = _import(capsys, tmp_path / "absent", tmp_path / "out")
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
 

@@ -85,8 +85,10 @@ def story_ids(dataset: Path) -> list[str]:
         )
     ids = [e.name for e in os.scandir(dataset) if e.is_dir() and e.name.isdigit()]
     if not ids:
+        inner = [e.name for e in os.scandir(dataset) if e.is_dir() and e.name in ("ViStory", "ViStoryBench")]
         raise DatasetError(
             f"{dataset} holds no story folders (folders named with digits only, such as 01).",
+            f"Did you mean {dataset / inner[0]}?" if inner else
             "Give the folder that holds 01/story.json, 02/story.json, ... (data/dataset/ViStory after the benchmark's download).",
         )
     return sorted(ids, key=int)
