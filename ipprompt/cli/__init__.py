@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from ipprompt.cli import doctor, story, theme
+from ipprompt.cli import doctor, story, theme, vistorybench
 from ipprompt.cli import eval as eval_cli
 from ipprompt.cli.console import run_cli_errors
 
@@ -28,6 +28,7 @@ app = typer.Typer(
 )
 app.add_typer(story.app, name="story")
 app.add_typer(theme.app, name="theme")
+app.add_typer(vistorybench.app, name="vistorybench")
 app.command("doctor")(doctor.doctor)
 app.command("eval")(eval_cli.eval_command)
 
