@@ -9,9 +9,10 @@ things in the same words. ``create_backend`` then only loads.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
+
+from pydantic import BaseModel, ConfigDict
 
 from ipprompt.errors import IppromptError
 
@@ -28,10 +29,11 @@ FP8_COMPUTE_CAPABILITY = (8, 9)
 Note = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class MachineOptions:
+class MachineOptions(BaseModel):
     """How to run, not what to make: these never change a panel's pixels (except quantize and
-    VAE tiling, which join the panel key)."""
+    VAE tiling, which join the panel key). ``RunSettings`` inherits these fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     device: str = "auto"
     offload: str = "none"

@@ -116,6 +116,7 @@ def export_command(
 
 @app.command("run")
 def run_command(
+    ctx: typer.Context,
     dataset: Path = typer.Argument(..., metavar="DATASET_DIR", help="The folder holding 01/, 02/, ... (data/dataset/ViStory)."),
     work: Path = typer.Option(Path("vistorybench-work"), "--work", help="Stories and run folders (resumable)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="The outputs root (default: WORK/outputs)."),
@@ -137,16 +138,16 @@ def run_command(
     keep: Optional[int] = typer.Option(None, help="Best previews pruned search finishes."),
     refine: Optional[int] = typer.Option(None, help="New arrangements per refinement round."),
     fast: Optional[bool] = typer.Option(None, "--fast/--no-fast", help="Few-step LoRA, 8 steps."),
-    lora: Optional[List[str]] = typer.Option(None, "--lora", help="LoRA to fuse (repeatable)."),
+    loras: Optional[List[str]] = typer.Option(None, "--lora", help="LoRA to fuse (repeatable)."),
     continuity: Optional[bool] = typer.Option(None, "--continuity/--no-continuity", help="Use the previous panel as a reference."),
     tile: Optional[int] = typer.Option(None, help="Pixels per grid cell (multiple of 16, 256-1024)."),
     grid: Optional[int] = typer.Option(None, help="Cells per side: 2 or 3."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    offload: str = typer.Option("none", help="none, model or sequential."),
-    quantize: str = typer.Option("none", help="none, fp8 or nf4."),
-    vae_tiling: bool = typer.Option(False, "--vae-tiling", help="Decode the canvas in tiles."),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the transformer blocks."),
-    attention: str = typer.Option("native", help="native, flash, _flash_3 or sage."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N [default: auto]."),
+    offload: Optional[str] = typer.Option(None, help="none, model or sequential [default: none]."),
+    quantize: Optional[str] = typer.Option(None, help="none, fp8 or nf4 [default: none]."),
+    vae_tiling: Optional[bool] = typer.Option(None, "--vae-tiling/--no-vae-tiling", help="Decode the canvas in tiles [default: off]."),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the transformer blocks [default: off]."),
+    attention: Optional[str] = typer.Option(None, help="native, flash, _flash_3 or sage [default: native]."),
     ray: Optional[str] = typer.Option(None, "--ray", metavar="auto|local|ADDRESS", help="Spread each story's panels over Ray workers."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="With --ray: at most N workers."),
     force: bool = typer.Option(False, "--force", help="Regenerate panels even when nothing changed."),
@@ -157,22 +158,17 @@ def run_command(
 
     Example: ipprompt vistorybench run data/dataset/ViStory --stories lite --fast --offload model
     """
+    from ipprompt.pipeline.settings import settings_options
     from ipprompt.progress import RichProgress
     from ipprompt.vistorybench.driver import run_benchmark
 
-    overrides = dict(
-        backend=backend, model=model, encoder=encoder, candidates=candidates, steps=steps, seed=seed,
-        rounds=rounds, search=search, preview_step=preview_step, keep=keep, refine=refine, continuity=continuity,
-        tile=tile, grid=grid, method=method, fast=fast, loras=list(lora) if lora else None,
-    )
-    machine = dict(device=device, offload=offload, quantize=quantize, vae_tiling=vae_tiling, compile=compile,
-                   attention=attention, ray=ray, workers=workers, force=force)
+    options = settings_options(ctx.params)  # every RunSettings option, by name
     _print_mapping()
     try:
         result = run_benchmark(
             dataset, work, out or work / "outputs", stories=stories, language=language, method_name=method_name, mode_name=mode_name,
             timestamp=timestamp, progress_factory=RichProgress, note=lambda text: console.print(escape(text), highlight=False),
-            on_import=_print_imports, **machine, **overrides,
+            on_import=_print_imports, ray=ray, workers=workers, force=force, **options,
         )
     except IppromptError as error:
         raise fail(error)

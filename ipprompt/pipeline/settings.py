@@ -31,28 +31,18 @@ from ipprompt.story.schema import FAST_DEFAULTS, Generation
 OPTION_NAMES = {"loras": "lora"}
 # Settings that only say how to run, not what to make: a differing value is remembered but never
 # makes a panel again (quantize and VAE tiling do change pixels: they are in the panel key).
-MACHINE_FIELDS = ("device", "offload", "quantize", "vae_tiling", "compile", "attention")
+MACHINE_FIELDS = tuple(MachineOptions.model_fields)
 
 
-class RunSettings(Generation):
+class RunSettings(Generation, MachineOptions):
     """The story's generation settings with the command line on top, plus how to run them."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    device: str = "auto"
-    offload: str = "none"
-    quantize: str = "none"
-    vae_tiling: bool = False
-    compile: bool = False
-    attention: str = "native"
-
     @property
     def machine(self) -> MachineOptions:
         """Where and how the generator runs (checked by ``check_inputs`` before anything loads)."""
-        return MachineOptions(
-            device=self.device, offload=self.offload, quantize=self.quantize,
-            vae_tiling=self.vae_tiling, compile=self.compile, attention=self.attention,
-        )
+        return MachineOptions(**self.model_dump(include=set(MachineOptions.model_fields)))
 
     def option(self, name: str) -> str:
         """How a user types this setting on the command line, with its value."""
