@@ -101,3 +101,13 @@ def backend_spec(name: str) -> BackendSpec:
     if spec is None:
         raise IppromptError(f"Unknown backend {name!r}.", f"Known backends: {', '.join(_REGISTRY)}.")
     return spec
+
+
+def runs_no_model(name: str | None) -> bool:
+    """True for a registered backend that makes no images of its own (the preview backend's
+    composites); False for a generator, and for a name no installed backend has (an old run)."""
+    if name is None:
+        return False
+    _load_plugins()
+    spec = _REGISTRY.get(name)
+    return spec is not None and not spec.denoises

@@ -10,42 +10,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from ipprompt.cli.console import console, err_console, fail
+from ipprompt.cli.settings_options import with_settings_options
 from ipprompt.errors import IppromptError
 
 if TYPE_CHECKING:
     from ipprompt.pipeline.run import RunResult
 
 
+@with_settings_options
 def run(
-    ctx: typer.Context,
     story_path: Path = typer.Argument(..., metavar="STORY", help="The story's .toml file."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<story name>/)."),
-    backend: Optional[str] = typer.Option(None, help="flux-fill (FLUX.1-Fill-dev) or preview (no model: plan and inspect)."),
-    model: Optional[str] = typer.Option(None, help="FLUX Fill model: hub id or local folder."),
-    encoder: Optional[str] = typer.Option(None, help="CLIP model for retrieval and scoring: hub id or local folder."),
     panels: Optional[str] = typer.Option(None, help="Panels to make, e.g. 1-3,5 (numbers start at 1)."),
-    candidates: Optional[int] = typer.Option(None, help="Arrangements tried per panel and per round."),
-    steps: Optional[int] = typer.Option(None, help="Denoising steps."),
-    seed: Optional[int] = typer.Option(None, help="Base seed (a panel's own seed wins)."),
-    rounds: Optional[int] = typer.Option(None, help="Refinement rounds after the first (default 2)."),
-    method: Optional[str] = typer.Option(None, help="dvp (ours: search, pruning, refinement) or reference (IP-Prompter's method, reproduced exactly)."),
-    search: Optional[str] = typer.Option(None, help="pruned (finish only the best previews) or exhaustive (finish all)."),
-    preview_step: Optional[int] = typer.Option(None, "--preview-step", help="Step at which pruned search scores previews."),
-    keep: Optional[int] = typer.Option(None, help="Best previews pruned search finishes at the end (default 1)."),
-    refine: Optional[int] = typer.Option(None, help="New arrangements per refinement round (default 2)."),
-    fast: Optional[bool] = typer.Option(None, "--fast/--no-fast", help="Few-step LoRA (FLUX.1-Turbo-Alpha), 8 steps: <= 40 NFE per panel."),
-    loras: Optional[List[str]] = typer.Option(None, "--lora", help="LoRA to fuse: hub id or .safetensors path, optional :SCALE (repeatable; replaces the story's loras)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print planned NFE and projected time for this GPU; load no model, make nothing."),
-    continuity: Optional[bool] = typer.Option(None, "--continuity/--no-continuity", help="Use the previous panel as a reference."),
-    tile: Optional[int] = typer.Option(None, help="Pixels per grid cell (multiple of 16, 256-1024)."),
-    grid: Optional[int] = typer.Option(None, help="Cells per side: 2 or 3."),
-    shape: Optional[str] = typer.Option(None, help="Panels' shape where the story sets none: square, wide (2:1) or tall (1:2)."),
-    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N [default: auto]."),
-    offload: Optional[str] = typer.Option(None, help="none, model (24 GB cards) or sequential (least memory) [default: none]."),
-    quantize: Optional[str] = typer.Option(None, help="none, fp8 (half the transformer memory) or nf4 (CUDA) [default: none]."),
-    vae_tiling: Optional[bool] = typer.Option(None, "--vae-tiling/--no-vae-tiling", help="Decode the canvas in tiles (less memory) [default: off]."),
-    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the transformer blocks [default: off]."),
-    attention: Optional[str] = typer.Option(None, help="Attention kernel: native, flash, _flash_3 or sage [default: native]."),
     ray: Optional[str] = typer.Option(
         None, "--ray", metavar="auto|local|ADDRESS",
         help="Make the panels on Ray, one worker per GPU: auto (RAY_ADDRESS, else a `ray start` cluster on this machine, "
@@ -55,6 +32,7 @@ def run(
     force: bool = typer.Option(False, "--force", help="Regenerate panels even when nothing changed."),
     reroll: bool = typer.Option(False, "--reroll", help="Make the --panels again with a fresh seed (later runs keep the new take)."),
     remake_picked: bool = typer.Option(False, "--remake-picked", help="Let changed settings remake panels the author picked (their images go to history/)."),
+    settings: dict = {},
 ) -> None:
     """Generate the story's panels and its storyboard.
 
@@ -71,10 +49,9 @@ def run(
       ipprompt story run stories/lighthouse.toml --ray auto --workers 4
     """
     from ipprompt.pipeline.run import run_story
-    from ipprompt.pipeline.settings import settings_options
     from ipprompt.progress import RichProgress
 
-    options = settings_options(ctx.params)
+    options = settings
     if dry_run:
         _dry_run(story_path, out, panels, options, ray, workers)
         return

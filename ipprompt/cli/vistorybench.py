@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ipprompt.cli.console import console, err_console, fail
+from ipprompt.cli.settings_options import with_settings_options
 from ipprompt.errors import IppromptError
 
 if TYPE_CHECKING:
@@ -115,8 +116,8 @@ def export_command(
 
 
 @app.command("run")
+@with_settings_options
 def run_command(
-    ctx: typer.Context,
     dataset: Path = typer.Argument(..., metavar="DATASET_DIR", help="The folder holding 01/, 02/, ... (data/dataset/ViStory)."),
     work: Path = typer.Option(Path("vistorybench-work"), "--work", help="Stories and run folders (resumable)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="The outputs root (default: WORK/outputs)."),
@@ -125,32 +126,10 @@ def run_command(
     method_name: str = typer.Option("ipprompt", "--method-name", help="Method folder name in the outputs (bench_run.py --method)."),
     mode_name: str = typer.Option("base", "--mode-name", help="Mode folder name in the outputs (bench_run.py --mode)."),
     timestamp: Optional[str] = typer.Option(None, help="YYYYMMDD_HHMMSS (default: the one this work folder used before, else now)."),
-    backend: Optional[str] = typer.Option(None, help="flux-fill or preview."),
-    model: Optional[str] = typer.Option(None, help="FLUX Fill model: hub id or local folder."),
-    encoder: Optional[str] = typer.Option(None, help="CLIP model: hub id or local folder."),
-    candidates: Optional[int] = typer.Option(None, help="Arrangements tried per panel and per round."),
-    steps: Optional[int] = typer.Option(None, help="Denoising steps."),
-    seed: Optional[int] = typer.Option(None, help="Base seed."),
-    rounds: Optional[int] = typer.Option(None, help="Refinement rounds after the first."),
-    method: Optional[str] = typer.Option(None, help="dvp or reference (IP-Prompter's method)."),
-    search: Optional[str] = typer.Option(None, help="pruned or exhaustive."),
-    preview_step: Optional[int] = typer.Option(None, "--preview-step", help="Step at which pruned search scores previews."),
-    keep: Optional[int] = typer.Option(None, help="Best previews pruned search finishes."),
-    refine: Optional[int] = typer.Option(None, help="New arrangements per refinement round."),
-    fast: Optional[bool] = typer.Option(None, "--fast/--no-fast", help="Few-step LoRA, 8 steps."),
-    loras: Optional[List[str]] = typer.Option(None, "--lora", help="LoRA to fuse (repeatable)."),
-    continuity: Optional[bool] = typer.Option(None, "--continuity/--no-continuity", help="Use the previous panel as a reference."),
-    tile: Optional[int] = typer.Option(None, help="Pixels per grid cell (multiple of 16, 256-1024)."),
-    grid: Optional[int] = typer.Option(None, help="Cells per side: 2 or 3."),
-    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N [default: auto]."),
-    offload: Optional[str] = typer.Option(None, help="none, model or sequential [default: none]."),
-    quantize: Optional[str] = typer.Option(None, help="none, fp8 or nf4 [default: none]."),
-    vae_tiling: Optional[bool] = typer.Option(None, "--vae-tiling/--no-vae-tiling", help="Decode the canvas in tiles [default: off]."),
-    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the transformer blocks [default: off]."),
-    attention: Optional[str] = typer.Option(None, help="native, flash, _flash_3 or sage [default: native]."),
     ray: Optional[str] = typer.Option(None, "--ray", metavar="auto|local|ADDRESS", help="Spread each story's panels over Ray workers."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="With --ray: at most N workers."),
     force: bool = typer.Option(False, "--force", help="Regenerate panels even when nothing changed."),
+    settings: dict = {},
 ) -> None:
     """Import, run every story (resumable) and export the outputs the benchmark scores.
 
@@ -158,11 +137,10 @@ def run_command(
 
     Example: ipprompt vistorybench run data/dataset/ViStory --stories lite --fast --offload model
     """
-    from ipprompt.pipeline.settings import settings_options
     from ipprompt.progress import RichProgress
     from ipprompt.vistorybench.driver import run_benchmark
 
-    options = settings_options(ctx.params)  # every RunSettings option, by name
+    options = settings  # every RunSettings option given, by name
     _print_mapping()
     try:
         result = run_benchmark(

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ipprompt.backends.registry import runs_no_model
 from ipprompt.errors import IppromptError, ModelUnavailable
 from ipprompt.evaluate import metrics
 from ipprompt.evaluate.results import DEFAULT_DINO, Cost, PanelEval, RunEval, Summary, save_eval
@@ -163,7 +164,7 @@ def evaluate_run(run_dir: str | Path, clip: Any, dino: Any, *, k: int = metrics.
                 theme_fidelity=_round(fidelity[i]) if fidelity is not None else None,
                 character_consistency=_round(character_each.get(p.number)),
                 style_consistency=_round(style_each[i]),
-                preview=made_with.get("backend") == "preview",
+                preview=runs_no_model(made_with.get("backend")),
                 backend=made_with.get("backend"),
                 method=p.method,
                 search=made_with.get("search"),

@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 import jinja2
 
+from ipprompt.backends.registry import runs_no_model
 from ipprompt.atomic import atomic_write_text
 from ipprompt.errors import IppromptError
 from ipprompt.evaluate.results import eval_for_page
@@ -299,8 +300,8 @@ def _panel_view(panel: PanelEntry, manifest: RunManifest, url: UrlFor, run_arg: 
     # manifests from before per-panel settings fall back to the run's.
     made_with = panel.settings or manifest.settings
     p["made_with"] = made_with
-    p["made_by_preview"] = p["done"] and made_with.get("backend") == "preview"
-    p["generator"] = str("preview backend (no model)" if made_with.get("backend") == "preview" else made_with.get("model") or "")
+    p["made_by_preview"] = p["done"] and runs_no_model(made_with.get("backend"))
+    p["generator"] = str("preview backend (no model)" if runs_no_model(made_with.get("backend")) else made_with.get("model") or "")
     p["anchor"] = f"panel-{panel.number}"
     add_pick_views(p, panel, run_arg)
     return p
@@ -334,9 +335,9 @@ def storyboard_context(
         "tool": manifest.tool,
         "created": manifest.created,
         "updated": manifest.updated,
-        "preview": any(p["made_by_preview"] for p in panels) or (backend == "preview" and not any(p["done"] for p in panels)),
+        "preview": any(p["made_by_preview"] for p in panels) or (runs_no_model(backend) and not any(p["done"] for p in panels)),
         "backend": backend,
-        "generator": str(models.get("generator") or ("preview backend (no model)" if backend == "preview" else settings.get("model") or "")),
+        "generator": str(models.get("generator") or ("preview backend (no model)" if runs_no_model(backend) else settings.get("model") or "")),
         "lexical": models.get("retrieval") == "lexical",
         "panels": panels,
         "panels_done": sum(1 for p in panels if p["done"]),

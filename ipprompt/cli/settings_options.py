@@ -1,0 +1,82 @@
+"""The command-line options that set ``RunSettings`` fields, declared once for every command.
+
+``story run``, ``vistorybench run`` and ``calibrate`` all make panels, so they take the same
+settings options. ``with_settings_options`` adds them to a command's signature (typer reads the
+signature) and hands the command one ``settings`` dict holding the options that were given, by
+field name. Adding a setting is one entry here (a typer option whose name is the field's name)
+and one field on the settings model; nothing else in the CLI changes.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, List, Optional
+
+import typer
+
+GENERATION = "Generation settings (remembered by the run folder)"
+MACHINE = "Machine (remembered by the run folder)"
+
+
+def _opt(*flags: str, help: str, panel: str = GENERATION, **kw: Any) -> Any:
+    return typer.Option(None, *flags, help=help, rich_help_panel=panel, **kw)
+
+
+# name -> (type, option). Defaults are None: "not given", so the run folder's value (or the
+# story's) applies; the real defaults are in the help and in ipprompt/story/schema.py.
+SETTINGS_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "backend": (Optional[str], _opt(help="flux-fill (FLUX.1-Fill-dev) or preview (no model) (default flux-fill).")),
+    "model": (Optional[str], _opt(help="FLUX Fill model: hub id or local folder.")),
+    "encoder": (Optional[str], _opt(help="CLIP model for retrieval and scoring: hub id or folder.")),
+    "method": (Optional[str], _opt(help="dvp (ours) or reference (IP-Prompter, reproduced) (default dvp).")),
+    "candidates": (Optional[int], _opt(help="Arrangements in the first round (default 6).")),
+    "steps": (Optional[int], _opt(help="Denoising steps (default 50).")),
+    "guidance": (Optional[float], _opt(help="Guidance (default 30).")),
+    "seed": (Optional[int], _opt(help="Base seed; a panel's own seed wins (default 0).")),
+    "rounds": (Optional[int], _opt(help="Refinement rounds after the first (default 2).")),
+    "refine": (Optional[int], _opt(help="New arrangements per refinement round (default 2).")),
+    "search": (Optional[str], _opt(help="pruned (judge previews) or exhaustive (default pruned).")),
+    "preview_step": (Optional[int], _opt("--preview-step", help="Pruned search: step of the previews (default 6).")),
+    "keep": (Optional[int], _opt(help="Pruned search: previews finished (default 1).")),
+    "fast": (Optional[bool], _opt("--fast/--no-fast", help="Few-step LoRA (Turbo-Alpha), 8 steps (default off).")),
+    "loras": (Optional[List[str]], _opt("--lora", help="LoRA: hub id or .safetensors[:SCALE] (repeatable).")),
+    "continuity": (Optional[bool], _opt("--continuity/--no-continuity", help="Previous panel as a reference (default off).")),
+    "tile": (Optional[int], _opt(help="Pixels per grid cell, multiple of 16 (default 512).")),
+    "grid": (Optional[int], _opt(help="Cells per side: 2 or 3 (default 3).")),
+    "shape": (Optional[str], _opt(help="Panels' shape: square, wide or tall (default square).")),
+    "device": (Optional[str], _opt(help="auto, cpu, cuda or cuda:N (default auto).", panel=MACHINE)),
+    "offload": (Optional[str], _opt(help="none, model or sequential (default none).", panel=MACHINE)),
+    "quantize": (Optional[str], _opt(help="none, fp8 or nf4 (default none).", panel=MACHINE)),
+    "vae_tiling": (Optional[bool], _opt("--vae-tiling/--no-vae-tiling", help="Decode in tiles (default off).", panel=MACHINE)),
+    "compile": (Optional[bool], _opt("--compile/--no-compile", help="torch.compile the blocks (default off).", panel=MACHINE)),
+    "attention": (Optional[str], _opt(help="native, flash, _flash_3 or sage (default native).", panel=MACHINE)),
+}
+
+
+def with_settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give ``command`` every settings option; it receives them as ``settings`` (given ones only).
+
+    ``command`` declares a ``settings: dict`` parameter; typer sees the options in its place.
+    """
+    from ipprompt.pipeline.settings import settings_options
+
+    own = inspect.signature(command, eval_str=True)
+    kept = [p for p in own.parameters.values() if p.name != "settings"]
+    added = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+        for name, (kind, option) in SETTINGS_OPTIONS.items()
+    ]
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    parameters = [p.replace(kind=keyword) if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD else p for p in kept] + added
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        given = {name: kwargs.pop(name) for name in SETTINGS_OPTIONS if name in kwargs}
+        return command(settings=settings_options(given), **kwargs)
+
+    wrapper.__signature__ = own.replace(parameters=parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    del wrapper.__wrapped__  # typer must read the new signature, not the command's
+    return wrapper
