@@ -59,8 +59,13 @@ class Generation(_Strict):
     def _registered_backend(cls, v: str) -> str:
         from ipprompt.backends.registry import backend_names
 
-        if v not in backend_names():
-            raise ValueError(f"unknown backend; use one of: {', '.join(backend_names())}")
+        names = backend_names()
+        if v not in names:
+            import difflib
+
+            close = difflib.get_close_matches(v, names, n=1)
+            guess = f"did you mean '{close[0]}'? " if close else ""
+            raise ValueError(f"unknown backend {v!r}; {guess}use one of: {', '.join(names)}")
         return v
 
     @field_validator("loras")
