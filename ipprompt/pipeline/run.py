@@ -221,7 +221,7 @@ def run_story(
         # 5. plan
         dtype = (backend_instance.stats().get("dtype") if backend_instance is not None else None) or planned_dtype(settings.backend, machine)
         machine_key = {"quantize": machine.quantize, "vae_tiling": machine.vae_tiling, "dtype": dtype}
-        jobs: list[PanelJob] = plan_panels(story, settings, library, numbers, machine_key=machine_key, rerolls=_rerolls(manifest, numbers, reroll))
+        jobs: list[PanelJob] = plan_panels(story, settings, library, numbers, machine_key=machine_key, rerolls=_rerolls(manifest, numbers, False) | (folder.reserve_rerolls(numbers) if reroll else {}))
         # 6. execute
         if ray is not None:
             runner: LocalRunner | RayRunner = RayRunner(folder, settings, machine, library, encoder, progress, address=ray, workers=workers)

@@ -6,7 +6,13 @@ literals in the runner, no defensive coercion in the renderer. Models allow extr
 manifest written by a newer ipprompt (or hand-annotated) still loads and round-trips.
 
 Format history: 1 (ipprompt 0.1: no method, shape, picks or per-candidate prompt) loads into this
-model with defaults; 2 is written now. Anything else is refused with a message that names the
+model with defaults; 2 held every panel's full entry inline. 3 is written now: ``manifest.json``
+holds the run-level facts and a small index of the panels (status, key, image, picks, story text),
+while a done panel's full entry (candidates, references, settings) lives in its own record,
+``panels/NN/panel.json``. A commit then rewrites one record and the small index, so the cost of a
+panel no longer grows with the number of panels (a 500-panel manifest was 24 MB, rewritten per
+panel). ``read_manifest`` assembles both into one ``RunManifest``, so readers see no difference;
+formats 1 and 2 still load as they are. Anything else is refused with a message that names the
 version that made it.
 """
 
@@ -15,16 +21,24 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from ipprompt.atomic import atomic_write_text
 from ipprompt.errors import IppromptError
 
 MANIFEST = "manifest.json"
-FORMAT = 2
-READABLE_FORMATS = (1, 2)
+FORMAT = 3
+READABLE_FORMATS = (1, 2, 3)
+PANEL_RECORD = "panel.json"
+# What a done panel's index entry leaves to its record: everything whose size grows with the
+# candidates, the references or the settings.
+RECORD_ONLY = frozenset({"candidates", "elements", "pinned", "settings", "machine", "loras", "text", "description", "mask"})
+# An index entry that says "my full entry is panels/NN/panel.json" (the path is derived from the
+# number, never read from the file, so a tampered index cannot point anywhere else).
+RECORD_MARK = "record"
 
 
 class _Model(BaseModel):
@@ -77,7 +91,9 @@ class CandidateEntry(_Model):
     grid: str | None = None
     image: str | None = None
     preview_image: str | None = None  # a pruned candidate's preview, kept once the author had it finished
-    prompt: str | None = None  # the exact text sent to the generator
+    # The exact text sent to the generator; None (not stored) when it is the panel's own ``text``,
+    # so a long style is not copied into every candidate (see ``PanelEntry.candidate_prompt``).
+    prompt: str | None = None
     steps_run: int = 0
     finished: bool = False
     pruned: bool = False
@@ -129,7 +145,10 @@ class PanelEntry(_Model):
     description: str | None = None  # what CLIP-T compares with (panel prompt + style)
     method: str = "dvp"
     seed: int | None = None
-    reroll: int = 0
+    reroll: int = 0  # the reroll count of the image shown (pending: of the image being made)
+    # The highest reroll count handed out (``RunFolder.reserve_rerolls``), so two rerolls started
+    # together get different counts, hence different seeds.
+    rerolls_reserved: int = 0
     elements: list[ElementEntry] = []
     pinned: list[RefEntry] = []
     mask: str | None = None
@@ -156,6 +175,17 @@ class PanelEntry(_Model):
 
     def candidate(self, index: int) -> CandidateEntry | None:
         return next((c for c in self.candidates if c.index == index), None)
+
+    def candidate_prompt(self, candidate: CandidateEntry) -> str:
+        """The text the candidate was generated from (stored only where it differs from ``text``)."""
+        return candidate.prompt if candidate.prompt is not None else (self.text or self.prompt)
+
+    def index_entry(self) -> dict[str, Any]:
+        """This panel as ``manifest.json``'s index holds it (a done panel: without its record's part)."""
+        data = self.model_dump(mode="json")
+        if not self.done:
+            return data
+        return {**{k: v for k, v in data.items() if k not in RECORD_ONLY}, RECORD_MARK: True}
 
 
 class StoryInfo(_Model):
@@ -188,6 +218,10 @@ class RunManifest(_Model):
     grid: dict[str, Any] = {}
     panels: list[PanelEntry] = Field(default_factory=list)
     totals: Totals = Totals()
+    # Done panels whose entries are still index entries (their records not loaded; see ``load_records``).
+    _in_records: set[int] = PrivateAttr(default_factory=set)
+    # The format the file on disk had (an older one is rewritten wholly on the next write).
+    _loaded_format: int = PrivateAttr(default=FORMAT)
 
     def panel(self, number: int) -> PanelEntry | None:
         return next((p for p in self.panels if p.number == number), None)
@@ -196,6 +230,7 @@ class RunManifest(_Model):
         """Replace (or add) a panel entry, keeping panels in number order."""
         others = [p for p in self.panels if p.number != entry.number]
         self.panels = sorted([*others, entry], key=lambda p: p.number)
+        self._in_records.discard(entry.number)
 
     def refresh_totals(self) -> None:
         done = [p for p in self.panels if p.done]
@@ -208,6 +243,7 @@ class RunManifest(_Model):
         )
 
     def to_json(self) -> str:
+        """The whole manifest as one JSON document (every panel's full entry inline)."""
         return json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
 
 
@@ -216,31 +252,60 @@ def now_iso() -> str:
 
 
 class ManifestError(IppromptError):
-    """A manifest that exists but cannot be used as it is (damaged, wrong shape, other version)."""
+    """A manifest that exists but cannot be used as it is; the subclasses say which kind."""
 
 
-def parse_manifest(text: str, where: Path) -> RunManifest:
-    """Validate a manifest's text; every failure is a ManifestError naming the file and the key."""
+class ManifestDamaged(ManifestError):
+    """Damaged: not JSON, not UTF-8, cut short, the wrong shape. Rebuilt from the panels' records."""
+
+
+class ManifestFromOtherVersion(ManifestError):
+    """Written by another version of ipprompt (an unknown format): never rewritten."""
+
+
+class ManifestUnreadable(ManifestError):
+    """The file exists but cannot be read (permissions, I/O error): nothing to rebuild from."""
+
+
+def parse_manifest(text: str | bytes, where: Path) -> RunManifest:
+    """Validate a manifest's text; every failure is a ManifestError naming the file and the key.
+
+    A format-3 manifest's done panels come back as their index entries: ``load_records`` puts their
+    full entries in. Bytes that are not UTF-8 (a file cut inside a multi-byte character) are damage,
+    like JSON cut short.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ManifestDamaged(f"{where} is damaged (not valid UTF-8 text: {exc.reason} at byte {exc.start}).", _REPAIR_HINT) from None
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
-        raise ManifestError(f"{where} is damaged (not valid JSON: {exc}).", _REPAIR_HINT) from None
+        raise ManifestDamaged(f"{where} is damaged (not valid JSON: {exc}).", _REPAIR_HINT) from None
     if not isinstance(data, dict):
-        raise ManifestError(f"{where} is not an ipprompt manifest (a JSON {type(data).__name__}, not an object).", _REPAIR_HINT)
+        raise ManifestDamaged(f"{where} is not an ipprompt manifest (a JSON {type(data).__name__}, not an object).", _REPAIR_HINT)
     version = data.get("format")
     if version not in READABLE_FORMATS:
-        raise ManifestError(
+        raise ManifestFromOtherVersion(
             f"{where} has manifest format {version!r} (made by {data.get('tool') or 'another version of ipprompt'}); "
             f"this ipprompt reads formats {', '.join(map(str, READABLE_FORMATS))}.",
             "Render or export it with the version that made it, or run the story again into a new --out folder.",
         )
+    in_records: set[int] = set()
+    if version == 3 and isinstance(data.get("panels"), list):
+        for item in data["panels"]:
+            if isinstance(item, dict) and item.pop(RECORD_MARK, None) is True and isinstance(item.get("number"), int):
+                in_records.add(item["number"])
     try:
         manifest = RunManifest.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
-        raise ManifestError(f"{where} has the wrong shape at '{key}': {first['msg']}.", _REPAIR_HINT) from None
+        raise ManifestDamaged(f"{where} has the wrong shape at '{key}': {first['msg']}.", _REPAIR_HINT) from None
     manifest.format = FORMAT
+    manifest._in_records = in_records
+    manifest._loaded_format = version
     return manifest
 
 
@@ -250,24 +315,84 @@ _REPAIR_HINT = (
 )
 
 
+def record_path(run_dir: Path, number: int) -> Path:
+    """Where panel ``number``'s full entry lives: ``panels/NN/panel.json``."""
+    return Path(run_dir) / "panels" / f"{number:02d}" / PANEL_RECORD
+
+
+def read_record_file(run_dir: Path, number: int) -> PanelEntry | None:
+    """Panel ``number``'s record, or None when it is absent, damaged or names another panel."""
+    try:
+        entry = PanelEntry.model_validate_json(record_path(run_dir, number).read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return None
+    return entry if entry.number == number else None
+
+
+def load_records(run_dir: Path, manifest: RunManifest, only: Iterable[int] | None = None) -> RunManifest:
+    """Put the full entries of the index's done panels (``only`` those, when given) in from their records.
+
+    A record that is missing, damaged or not done leaves the index entry, which has no candidates
+    or mask: the panel then counts as not made (``RunFolder.has_files``) and is made again.
+    """
+    wanted = manifest._in_records if only is None else manifest._in_records & set(only)
+    for number in sorted(wanted):
+        record = read_record_file(run_dir, number)
+        if record is not None and record.done:
+            manifest.set_panel(record)
+        manifest._in_records.discard(number)
+    return manifest
+
+
+def read_manifest_bytes(path: Path) -> bytes:
+    """The manifest's bytes; FileNotFoundError passes, any other read failure is ManifestUnreadable."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ManifestUnreadable(f"Cannot read {path}: {exc.strerror or exc}.", "Check the folder's permissions.") from None
+
+
 def read_manifest(run_dir: Path) -> RunManifest:
-    """The run's manifest, or an IppromptError saying what is wrong and how to go on."""
+    """The run's whole manifest (index and records), or an IppromptError saying what is wrong and how to go on."""
     run_dir = Path(run_dir)
     path = run_dir / MANIFEST
     hint = f"Run a story first: `ipprompt story run STORY.toml --out {run_dir}` (add `--backend preview` to plan without a model)."
     if not run_dir.is_dir():
         raise IppromptError(f"Run folder {run_dir} does not exist.", hint)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = read_manifest_bytes(path)
     except FileNotFoundError:
         raise IppromptError(f"{run_dir} is not a run folder: it has no {MANIFEST}.", hint) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"Cannot read {path}: {exc}", _REPAIR_HINT) from None
-    return parse_manifest(text, path)
+    return load_records(run_dir, parse_manifest(data, path))
+
+
+def index_json(manifest: RunManifest) -> str:
+    """``manifest.json``'s text: the run-level facts and each panel's index entry."""
+    data = manifest.model_dump(mode="json", exclude={"panels"})
+    data["format"] = FORMAT
+    data["panels"] = [p.index_entry() for p in manifest.panels]
+    return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+
+
+def write_record(run_dir: Path, entry: PanelEntry) -> None:
+    """A panel's full entry beside its files (what the index points to, and what a damaged
+    manifest is rebuilt from)."""
+    atomic_write_text(record_path(run_dir, entry.number), entry.model_dump_json(indent=1))
+
+
+def write_index(run_dir: Path, manifest: RunManifest) -> None:
+    """Rewrite ``manifest.json`` (the index only; records are written by their own commits)."""
+    manifest.updated = now_iso()
+    manifest.refresh_totals()
+    atomic_write_text(Path(run_dir) / MANIFEST, index_json(manifest))
 
 
 def write_manifest(run_dir: Path, manifest: RunManifest) -> None:
-    """Write atomically (callers that share a folder hold the run folder's lock)."""
-    manifest.updated = now_iso()
-    manifest.refresh_totals()
-    atomic_write_text(Path(run_dir) / MANIFEST, manifest.to_json())
+    """Write a whole manifest: every done panel's record, then the index (callers that share a
+    folder hold the run folder's lock; ``RunFolder`` writes only what changed)."""
+    for entry in manifest.panels:
+        if entry.done and entry.number not in manifest._in_records:
+            write_record(run_dir, entry)
+    write_index(run_dir, manifest)

@@ -18,11 +18,12 @@ from ipprompt.backends.base import Backend
 from ipprompt.backends.factory import MachineOptions, create_backend
 from ipprompt.dvp.grid import RefImage
 from ipprompt.pipeline.execute import execute, out_of_memory_is_a_user_error
-from ipprompt.pipeline.finish_pick import commit_finished_pick, finish_pick
+from ipprompt.pipeline.finish_pick import finish_pick
 from ipprompt.runfolder.manifest import PanelEntry, RunManifest
 from ipprompt.pipeline.plan import PanelJob
 from ipprompt.progress import RunProgress
 from ipprompt.runfolder.folder import RunFolder
+from ipprompt.runfolder.safepath import inside_or_none
 from ipprompt.dvp.scoring import Scorer
 from ipprompt.story.loading import Generation
 
@@ -64,7 +65,7 @@ def resolve_continuity(job: PanelJob, folder: RunFolder, manifest: RunManifest) 
     if not job.waiting:
         return job
     prev = manifest.panel(job.continuity_from or 0)
-    path = folder.root / prev.image if prev is not None and prev.done and prev.image else None
+    path = inside_or_none(folder.root, prev.image) if prev is not None and prev.done and prev.image else None
     return job.with_previous(path if path is not None and path.is_file() else None)
 
 
@@ -77,7 +78,7 @@ def adopt_record(folder: RunFolder, manifest: RunManifest, job: PanelJob) -> Pan
     record = folder.read_record(job.number)
     if record is None or record.key != job.key:
         return old
-    folder.update(lambda m: m.set_panel(record))
+    folder.update_panel(job.number, lambda _: record)
     return record
 
 
@@ -133,7 +134,7 @@ class LocalRunner:
         for i, job in enumerate(jobs):
             if job.waiting:
                 self.folder.flush()  # the previous panel's image must be on disk
-            manifest = self.folder.read() or RunManifest()
+            manifest = self.folder.read(full_panels=[job.number]) or RunManifest()  # others: index entries
             job = resolve_continuity(job, self.folder, manifest)
             old = adopt_record(self.folder, manifest, job)
             if not force and reusable(self.folder, old, job):
@@ -142,7 +143,7 @@ class LocalRunner:
                     # The author picked a previewed candidate: finish that one, nothing else.
                     backend = self._ready_backend(jobs[i:])
                     self.progress.start_panel(job.number, f"finishing picked candidate #{old.pick_to_finish}")
-                    commit_finished_pick(self.folder, job.number, finish_pick(job, old, backend, self.scorer, self.progress))
+                    self.folder.commit_finished_pick(job.number, finish_pick(job, old, backend, self.scorer, self.progress))
                     outcome.finished.append(job.number)
                     self.progress.end_panel(reused=False)
                     continue

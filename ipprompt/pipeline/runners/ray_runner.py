@@ -31,7 +31,6 @@ import numpy as np
 
 from ipprompt.backends.factory import MachineOptions
 from ipprompt.errors import IppromptError
-from ipprompt.pipeline.finish_pick import commit_finished_pick
 from ipprompt.runfolder.manifest import RunManifest
 from ipprompt.pipeline.plan import PanelJob
 from ipprompt.progress import RunProgress, WorkerState
@@ -201,7 +200,7 @@ class RayRunner:
                     slot, job = state.inflight.pop(ref)
                     result = _result(ray, ref, job, slot)
                     if job.number in state.finishing:
-                        commit_finished_pick(self.folder, job.number, result)
+                        self.folder.commit_finished_pick(job.number, result)
                         state.outcome.finished.append(job.number)
                     else:
                         self.folder.commit(replace(result, job=job))
