@@ -63,7 +63,10 @@ def _done_panels(out: Path) -> dict[int, tuple[int, int]]:
     path = out / "manifest.json"
     if not path.exists():
         return {}
-    manifest = json.loads(path.read_text(encoding="utf-8"))  # valid JSON after every kill
+    json.loads(path.read_text(encoding="utf-8"))  # valid JSON after every kill
+    from ipprompt.runfolder.manifest import read_manifest
+
+    manifest = read_manifest(out).model_dump(mode="json")  # the index with every done panel's record
     done = {}
     for p in manifest["panels"]:
         if p["status"] != "done":

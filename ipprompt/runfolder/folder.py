@@ -19,11 +19,9 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from ipprompt.atomic import atomic_write_text, is_temporary_name, remove_stale_temporaries
 from ipprompt.errors import IppromptError
-from ipprompt.runfolder.lock import ACTIVE_LOCK, ActiveRun
+from ipprompt.runfolder.lock import ACTIVE_LOCK, ActiveRun, FolderLock, LockTimeout
 from ipprompt.runfolder.manifest import (
     FORMAT,
     MANIFEST,
@@ -61,7 +59,7 @@ class RunFolder(PanelWrites):
         self.root = Path(root)
         self.notes: list[str] = []
         self.active = ActiveRun(self.root)
-        self._filelock: FileLock | None = None
+        self._filelock: FolderLock | None = None
         PanelWrites.__init__(self)
 
     # ------------------------------------------------------------------ paths
@@ -117,10 +115,10 @@ class RunFolder(PanelWrites):
         except OSError as exc:
             raise IppromptError(f"Cannot create the run folder {self.root}: {exc.strerror or exc}.", "Choose another --out, or fix its permissions.") from None
         if self._filelock is None:
-            self._filelock = FileLock(str(self.root / LOCK), timeout=LOCK_WAIT_S)
+            self._filelock = FolderLock(self.root / LOCK, LOCK_WAIT_S)
         try:
             self._filelock.acquire()
-        except Timeout:
+        except LockTimeout:
             raise IppromptError(f"Another process has held {self.root / LOCK} for 10 minutes.", "Is a run on this folder stuck? Stop it, then run again.") from None
         except OSError as exc:
             if exc.errno in _READ_ONLY and not os.access(self.root, os.W_OK):

@@ -20,10 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ipprompt.atomic import atomic_save_image, atomic_write_bytes, encode_image
-from ipprompt.backends.lora import parse_lora
-from ipprompt.dvp.grid import RefImage, target_mask
 from ipprompt.errors import IppromptError
-from ipprompt.images import image_file_problem
 from ipprompt.runfolder.manifest import (
     ArrangementEntry,
     CandidateEntry,
@@ -42,6 +39,7 @@ from ipprompt.runfolder.safepath import UnsafePath
 if TYPE_CHECKING:
     from PIL import Image
 
+    from ipprompt.dvp.grid import RefImage
     from ipprompt.pipeline.execute import PanelResult
     from ipprompt.pipeline.finish_pick import FinishedPick
     from ipprompt.pipeline.plan import Overlay
@@ -55,6 +53,14 @@ THUMB_PX = 256
 # it is the exact visual prompt of the panel.
 GRID_PREVIEW_SIDE = 768
 GRID_PREVIEW_QUALITY = 85
+
+
+def image_file_problem(path: Path) -> str | None:
+    """``ipprompt.images.image_file_problem``, imported when first needed: this module is imported
+    to write a storyboard page, which needs no Pillow."""
+    from ipprompt.images import image_file_problem as check
+
+    return check(path)
 
 
 def _stamp() -> str:
@@ -232,6 +238,8 @@ class PanelWrites:
         job, search = result.job, result.search
         n = job.number
         pdir = self.panel_dir(n)
+        from ipprompt.backends.lora import parse_lora
+        from ipprompt.dvp.grid import target_mask
         from ipprompt.pipeline.execute import grid_spec
 
         files: dict[Path, bytes] = {pdir / "mask.png": encode_image(target_mask(grid_spec(job)), ".png")}
