@@ -195,7 +195,7 @@ class RunFolder(PanelWrites):
             for n in numbers:
                 old = manifest.panel(n)
                 new = change(old)
-                if new is None:
+                if new is None or new == old:  # nothing to write (a read-only folder stays readable)
                     out[n] = old
                     continue
                 if new.done:
@@ -304,7 +304,12 @@ class RunFolder(PanelWrites):
             raise ValueError(f"not a storyboard page: {name}")
         path = self.root / name
         with self.lock():
-            atomic_write_text(path, html)
+            try:
+                same = path.is_file() and path.read_text(encoding="utf-8") == html
+            except (OSError, UnicodeDecodeError):
+                same = False
+            if not same:  # an unchanged page is not rewritten (a read-only run folder still renders)
+                atomic_write_text(path, html)
         return path
 
     def write_eval(self, change: Callable[[str | None], str]) -> Path:

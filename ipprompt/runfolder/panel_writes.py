@@ -143,8 +143,11 @@ class PanelWrites:
         ``update_panel``'s change, so the check and the write are one step under the lock.
         """
         data = source.read_bytes()
+        image = self.panel_image(entry.number)
+        if image.is_file() and image.stat().st_size == len(data) and image.read_bytes() == data:
+            return  # shown already: nothing is replaced, nothing written
         self.keep_current_image(entry, candidates_count=not to_history)
-        atomic_write_bytes(self.panel_image(entry.number), data)
+        atomic_write_bytes(image, data)
 
     def change_done_panel(self: "RunFolder", number: int, change: Callable[[PanelEntry], PanelEntry]) -> PanelEntry:
         """Apply an author's choice (``picks``) to a done panel under the lock: its record and the index.
