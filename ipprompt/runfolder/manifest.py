@@ -51,7 +51,7 @@ class Scores(_Model):
     total: float
     clip_t: float | None = None
     clip_i: float | None = None
-    per_element: list[float] = []
+    per_element: list[float] = Field(default_factory=list)
     method: str = "clip"
 
 
@@ -76,9 +76,9 @@ class CellEntry(_Model):
 
 
 class ArrangementEntry(_Model):
-    order: list[int] = []
-    offsets: list[int] = []
-    cells: list[CellEntry] = []
+    order: list[int] = Field(default_factory=list)
+    offsets: list[int] = Field(default_factory=list)
+    cells: list[CellEntry] = Field(default_factory=list)
 
 
 class CandidateEntry(_Model):
@@ -87,7 +87,7 @@ class CandidateEntry(_Model):
     index: int
     round: int = 0
     seed: int | None = None
-    arrangement: ArrangementEntry = ArrangementEntry()
+    arrangement: ArrangementEntry = Field(default_factory=ArrangementEntry)
     grid: str | None = None
     image: str | None = None
     preview_image: str | None = None  # a pruned candidate's preview, kept once the author had it finished
@@ -107,7 +107,7 @@ class ElementEntry(_Model):
     text: str
     source: str | None = None
     label: str | None = None
-    refs: list[RefEntry] = []
+    refs: list[RefEntry] = Field(default_factory=list)
 
 
 class DialogueEntry(_Model):
@@ -135,8 +135,8 @@ class PanelEntry(_Model):
     status: Literal["pending", "done"] = "pending"
     prompt: str = ""
     caption: str | None = None
-    dialogue: list[DialogueEntry] = []
-    characters: list[CharacterEntry] = []
+    dialogue: list[DialogueEntry] = Field(default_factory=list)
+    characters: list[CharacterEntry] = Field(default_factory=list)
     scene: str | None = None
     shape: str = "square"
     # Everything below is set when the panel is done.
@@ -149,10 +149,10 @@ class PanelEntry(_Model):
     # The highest reroll count handed out (``RunFolder.reserve_rerolls``), so two rerolls started
     # together get different counts, hence different seeds.
     rerolls_reserved: int = 0
-    elements: list[ElementEntry] = []
-    pinned: list[RefEntry] = []
+    elements: list[ElementEntry] = Field(default_factory=list)
+    pinned: list[RefEntry] = Field(default_factory=list)
     mask: str | None = None
-    candidates: list[CandidateEntry] = []
+    candidates: list[CandidateEntry] = Field(default_factory=list)
     chosen: int | None = None  # the candidate whose image is the panel's
     scorer_choice: int | None = None  # what the scorer chose (``chosen`` differs after a pick)
     picked_by: Literal["scorer", "author"] = "scorer"
@@ -160,10 +160,10 @@ class PanelEntry(_Model):
     # A pruned (previewed) candidate the author picked: the next run of the panel finishes it.
     pick_to_finish: int | None = None
     image: str | None = None
-    settings: dict[str, Any] = {}
-    machine: dict[str, Any] = {}
+    settings: dict[str, Any] = Field(default_factory=dict)
+    machine: dict[str, Any] = Field(default_factory=dict)
     fast: bool = False  # made in --fast mode (few-step LoRA)
-    loras: list[LoraEntry] = []  # every LoRA fused into the generator, the fast one first
+    loras: list[LoraEntry] = Field(default_factory=list)  # every LoRA fused into the generator, the fast one first
     rounds_run: int | None = None
     nfe: int = 0
     seconds: float = 0.0
@@ -182,18 +182,17 @@ class PanelEntry(_Model):
 
     def index_entry(self) -> dict[str, Any]:
         """This panel as ``manifest.json``'s index holds it (a done panel: without its record's part)."""
-        data = self.model_dump(mode="json")
         if not self.done:
-            return data
-        return {**{k: v for k, v in data.items() if k not in RECORD_ONLY}, RECORD_MARK: True}
+            return self.model_dump(mode="json")
+        return {**self.model_dump(mode="json", exclude=RECORD_ONLY), RECORD_MARK: True}
 
 
 class StoryInfo(_Model):
     title: str = "Untitled story"
     path: str | None = None
     style: str = ""
-    characters: dict[str, dict[str, Any]] = {}
-    scenes: dict[str, dict[str, Any]] = {}
+    characters: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    scenes: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class Totals(_Model):
@@ -210,14 +209,14 @@ class RunManifest(_Model):
     tool: str = ""
     created: str = ""
     updated: str = ""
-    story: StoryInfo = StoryInfo()
-    settings: dict[str, Any] = {}
-    machine: dict[str, Any] = {}
-    models: dict[str, Any] = {}
-    theme: dict[str, Any] = {}
-    grid: dict[str, Any] = {}
+    story: StoryInfo = Field(default_factory=StoryInfo)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    machine: dict[str, Any] = Field(default_factory=dict)
+    models: dict[str, Any] = Field(default_factory=dict)
+    theme: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, Any] = Field(default_factory=dict)
     panels: list[PanelEntry] = Field(default_factory=list)
-    totals: Totals = Totals()
+    totals: Totals = Field(default_factory=Totals)
     # Done panels whose entries are still index entries (their records not loaded; see ``load_records``).
     _in_records: set[int] = PrivateAttr(default_factory=set)
     # The format the file on disk had (an older one is rewritten wholly on the next write).
@@ -372,8 +371,14 @@ def index_json(manifest: RunManifest) -> str:
     """``manifest.json``'s text: the run-level facts and each panel's index entry."""
     data = manifest.model_dump(mode="json", exclude={"panels"})
     data["format"] = FORMAT
-    data["panels"] = [p.index_entry() for p in manifest.panels]
-    return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+    # One panel a line: readable, and a third of the time of an indented dump.
+    panels = ",\n  ".join(json.dumps(p.index_entry(), ensure_ascii=False) for p in manifest.panels)
+    data["panels"] = _PANELS_SLOT
+    head = json.dumps(data, indent=1, ensure_ascii=False)
+    return head.replace(json.dumps(_PANELS_SLOT), "[\n  " + panels + "\n ]" if panels else "[]", 1) + "\n"
+
+
+_PANELS_SLOT = "\x00panels\x00"  # a string no manifest value can hold: JSON writes NUL as \u0000
 
 
 def write_record(run_dir: Path, entry: PanelEntry) -> None:
