@@ -373,13 +373,13 @@ def test_manifest_holds_an_index_and_each_panel_its_record(example_copy: Path, t
 
 
 def test_a_panel_update_reads_and_writes_only_that_panel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ipprompt.runfolder.manifest as manifest_module
+    import ipprompt.runfolder.store as store
 
     panels = [PanelEntry(number=n, status="done", key=f"k{n}", image=f"panels/{n:02d}.png", prompt=f"panel {n}") for n in range(1, 41)]
     write_manifest(tmp_path, RunManifest(panels=panels))
     reads: list[int] = []
-    real = manifest_module.read_record_file
-    monkeypatch.setattr(manifest_module, "read_record_file", lambda root, n: reads.append(n) or real(root, n))
+    real = store.read_record_file
+    monkeypatch.setattr(store, "read_record_file", lambda root, n: reads.append(n) or real(root, n))
     RunFolder(tmp_path).update_panel(7, lambda e: e.model_copy(update={"seconds": 2.0}) if e else None)
     assert reads == [7]
     assert read_manifest(tmp_path).totals.seconds == 2.0

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ipprompt.atomic import atomic_write_text, is_temporary_name, remove_stale_temporaries
 from ipprompt.errors import IppromptError
+from ipprompt.runfolder.index_cache import IndexCache
 from ipprompt.runfolder.lock import ACTIVE_LOCK, ActiveRun, FolderLock, LockTimeout
 from ipprompt.runfolder.manifest import (
     FORMAT,
@@ -30,14 +31,9 @@ from ipprompt.runfolder.manifest import (
     PanelEntry,
     RunManifest,
     StoryInfo,
-    load_records,
     now_iso,
-    parse_manifest,
-    read_manifest_bytes,
-    read_record_file,
-    write_index,
-    write_record,
 )
+from ipprompt.runfolder.store import load_records, read_manifest_bytes, read_record_file, write_record
 from ipprompt.runfolder.panel_writes import PanelWrites, overlay_fields, pending_entry
 from ipprompt.runfolder.safepath import resolve_inside
 
@@ -60,6 +56,7 @@ class RunFolder(PanelWrites):
         self.notes: list[str] = []
         self.active = ActiveRun(self.root)
         self._filelock: FolderLock | None = None
+        self._index = IndexCache()
         PanelWrites.__init__(self)
 
     # ------------------------------------------------------------------ paths
@@ -147,7 +144,7 @@ class RunFolder(PanelWrites):
         except FileNotFoundError:
             return self._rebuild() if self._panel_records() else None
         try:
-            manifest = parse_manifest(data, self.manifest_path)
+            manifest = self._index.parse(data, self.manifest_path)
         except ManifestDamaged as exc:
             stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
             kept = self.manifest_path.with_name(f"{MANIFEST}.damaged-{stamp}-{os.getpid()}")
@@ -175,7 +172,7 @@ class RunFolder(PanelWrites):
             for entry in manifest.panels:
                 if entry.done and (legacy or before.get(entry.number) != entry.model_dump_json()):
                     write_record(self.root, entry)
-            write_index(self.root, manifest)
+            self._index.write(self.root, manifest)
             return manifest
 
     def update_panels(self, numbers: Iterable[int], change: Callable[[PanelEntry | None], PanelEntry | None]) -> dict[int, PanelEntry | None]:
@@ -208,7 +205,7 @@ class RunFolder(PanelWrites):
                     for entry in manifest.panels:
                         if entry.done and entry.number not in out:
                             write_record(self.root, entry)
-                write_index(self.root, manifest)
+                self._index.write(self.root, manifest)
             return out
 
     def update_panel(self, number: int, change: Callable[[PanelEntry | None], PanelEntry | None]) -> PanelEntry | None:

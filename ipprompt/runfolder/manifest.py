@@ -21,12 +21,10 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from ipprompt.atomic import atomic_write_text
 from ipprompt.errors import IppromptError
 
 MANIFEST = "manifest.json"
@@ -294,7 +292,8 @@ def parse_manifest(text: str | bytes, where: Path) -> RunManifest:
     in_records: set[int] = set()
     if version == 3 and isinstance(data.get("panels"), list):
         for item in data["panels"]:
-            if isinstance(item, dict) and item.pop(RECORD_MARK, None) is True and isinstance(item.get("number"), int):
+            marked = isinstance(item, dict) and item.pop(RECORD_MARK, None) is True
+            if marked and item.get("status") == "done" and isinstance(item.get("number"), int):
                 in_records.add(item["number"])
     try:
         manifest = RunManifest.model_validate(data)
@@ -314,90 +313,17 @@ _REPAIR_HINT = (
 )
 
 
-def record_path(run_dir: Path, number: int) -> Path:
-    """Where panel ``number``'s full entry lives: ``panels/NN/panel.json``."""
-    return Path(run_dir) / "panels" / f"{number:02d}" / PANEL_RECORD
+# The files (records, the index, the whole manifest) live in ``store``; callers import them from
+# here too, resolved on first use so that either module can be imported first.
+_STORE_NAMES = frozenset({
+    "index_json", "index_line", "load_records", "read_manifest", "read_manifest_bytes",
+    "read_record_file", "record_path", "write_index", "write_manifest", "write_record",
+})
 
 
-def read_record_file(run_dir: Path, number: int) -> PanelEntry | None:
-    """Panel ``number``'s record, or None when it is absent, damaged or names another panel."""
-    try:
-        entry = PanelEntry.model_validate_json(record_path(run_dir, number).read_bytes())
-    except (OSError, ValueError, RecursionError):
-        return None
-    return entry if entry.number == number else None
+def __getattr__(name: str) -> Any:
+    if name in _STORE_NAMES:
+        from ipprompt.runfolder import store
 
-
-def load_records(run_dir: Path, manifest: RunManifest, only: Iterable[int] | None = None) -> RunManifest:
-    """Put the full entries of the index's done panels (``only`` those, when given) in from their records.
-
-    A record that is missing, damaged or not done leaves the index entry, which has no candidates
-    or mask: the panel then counts as not made (``RunFolder.has_files``) and is made again.
-    """
-    wanted = manifest._in_records if only is None else manifest._in_records & set(only)
-    for number in sorted(wanted):
-        record = read_record_file(run_dir, number)
-        if record is not None and record.done:
-            manifest.set_panel(record)
-        manifest._in_records.discard(number)
-    return manifest
-
-
-def read_manifest_bytes(path: Path) -> bytes:
-    """The manifest's bytes; FileNotFoundError passes, any other read failure is ManifestUnreadable."""
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise ManifestUnreadable(f"Cannot read {path}: {exc.strerror or exc}.", "Check the folder's permissions.") from None
-
-
-def read_manifest(run_dir: Path) -> RunManifest:
-    """The run's whole manifest (index and records), or an IppromptError saying what is wrong and how to go on."""
-    run_dir = Path(run_dir)
-    path = run_dir / MANIFEST
-    hint = f"Run a story first: `ipprompt story run STORY.toml --out {run_dir}` (add `--backend preview` to plan without a model)."
-    if not run_dir.is_dir():
-        raise IppromptError(f"Run folder {run_dir} does not exist.", hint)
-    try:
-        data = read_manifest_bytes(path)
-    except FileNotFoundError:
-        raise IppromptError(f"{run_dir} is not a run folder: it has no {MANIFEST}.", hint) from None
-    return load_records(run_dir, parse_manifest(data, path))
-
-
-def index_json(manifest: RunManifest) -> str:
-    """``manifest.json``'s text: the run-level facts and each panel's index entry."""
-    data = manifest.model_dump(mode="json", exclude={"panels"})
-    data["format"] = FORMAT
-    # One panel a line: readable, and a third of the time of an indented dump.
-    panels = ",\n  ".join(json.dumps(p.index_entry(), ensure_ascii=False) for p in manifest.panels)
-    data["panels"] = _PANELS_SLOT
-    head = json.dumps(data, indent=1, ensure_ascii=False)
-    return head.replace(json.dumps(_PANELS_SLOT), "[\n  " + panels + "\n ]" if panels else "[]", 1) + "\n"
-
-
-_PANELS_SLOT = "\x00panels\x00"  # a string no manifest value can hold: JSON writes NUL as \u0000
-
-
-def write_record(run_dir: Path, entry: PanelEntry) -> None:
-    """A panel's full entry beside its files (what the index points to, and what a damaged
-    manifest is rebuilt from)."""
-    atomic_write_text(record_path(run_dir, entry.number), entry.model_dump_json(indent=1))
-
-
-def write_index(run_dir: Path, manifest: RunManifest) -> None:
-    """Rewrite ``manifest.json`` (the index only; records are written by their own commits)."""
-    manifest.updated = now_iso()
-    manifest.refresh_totals()
-    atomic_write_text(Path(run_dir) / MANIFEST, index_json(manifest))
-
-
-def write_manifest(run_dir: Path, manifest: RunManifest) -> None:
-    """Write a whole manifest: every done panel's record, then the index (callers that share a
-    folder hold the run folder's lock; ``RunFolder`` writes only what changed)."""
-    for entry in manifest.panels:
-        if entry.done and entry.number not in manifest._in_records:
-            write_record(run_dir, entry)
-    write_index(run_dir, manifest)
+        return getattr(store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

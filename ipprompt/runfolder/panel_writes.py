@@ -32,8 +32,8 @@ from ipprompt.runfolder.manifest import (
     PanelEntry,
     RefEntry,
     Scores,
-    write_record,
 )
+from ipprompt.runfolder.store import write_record
 from ipprompt.runfolder.safepath import UnsafePath
 
 if TYPE_CHECKING:
