@@ -226,12 +226,12 @@ def test_preview_reference_run_records_method_and_prompts(example_copy: Path, tm
     assert [len(p.candidates) for p in made] == [6, 6, 2]  # n! of 3, 3 and 2 elements
     for p in made:
         assert p.method == "reference" and p.text == REFERENCE_PREFIX + (p.description or "")
-        assert all(c.prompt == p.text and c.finished for c in p.candidates)
+        assert all(p.candidate_prompt(c) == p.text and c.finished for c in p.candidates)
     html = (result.out / "storyboard.html").read_text()
     assert html.count('data-method="reference"') == 3
     dvp = run_story(example_copy, out=tmp_path / "d", panels="1", backend="preview", encoder="no-such-local-encoder", candidates=2, rounds=0)
     first = dvp.manifest.panels[0]
-    assert first.method == "dvp" and all(c.prompt == first.text for c in first.candidates)
+    assert first.method == "dvp" and all(first.candidate_prompt(c) == first.text for c in first.candidates)
     assert 'data-method="dvp"' in (dvp.out / "storyboard.html").read_text()
 
 
