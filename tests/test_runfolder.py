@@ -383,3 +383,21 @@ def test_a_panel_update_reads_and_writes_only_that_panel(tmp_path: Path, monkeyp
     RunFolder(tmp_path).update_panel(7, lambda e: e.model_copy(update={"seconds": 2.0}) if e else None)
     assert reads == [7]
     assert read_manifest(tmp_path).totals.seconds == 2.0
+
+
+# --------------------------------------------------------------------------- absurd sizes
+
+
+def test_absurd_story_sizes_are_refused_with_the_limit(example_copy: Path) -> None:
+    from ipprompt.story.loading import MAX_TEXT_CHARS, load_story
+
+    text = example_copy.read_text(encoding="utf-8")
+    long_style = example_copy.with_name("long.toml")
+    long_style.write_text(text.replace('style = "', 'style = "' + "ink " * 2500, 1), encoding="utf-8")
+    with pytest.raises(IppromptError) as err:
+        load_story(long_style)
+    assert "style: too long" in str(err.value) and f"at most {MAX_TEXT_CHARS}" in str(err.value)
+    huge = example_copy.with_name("huge.toml")
+    huge.write_text(text + "\n# " + "x" * 2**20 + "\n", encoding="utf-8")
+    with pytest.raises(IppromptError, match="at most 1,048,576 bytes"):
+        load_story(huge)
