@@ -55,7 +55,7 @@ class RunFolder(PanelWrites):
         self.root = Path(root)
         self.notes: list[str] = []
         self.active = ActiveRun(self.root)
-        self._filelock: FolderLock | None = None
+        self._lock: FolderLock | None = None
         self._index = IndexCache()
         PanelWrites.__init__(self)
 
@@ -111,24 +111,25 @@ class RunFolder(PanelWrites):
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise IppromptError(f"Cannot create the run folder {self.root}: {exc.strerror or exc}.", "Choose another --out, or fix its permissions.") from None
-        if self._filelock is None:
-            self._filelock = FolderLock(self.root / LOCK, LOCK_WAIT_S)
+        if self._lock is None:
+            self._lock = FolderLock(self.root / LOCK, LOCK_WAIT_S)
         try:
-            self._filelock.acquire()
+            self._lock.acquire()
+            held = True
         except LockTimeout:
             raise IppromptError(f"Another process has held {self.root / LOCK} for 10 minutes.", "Is a run on this folder stuck? Stop it, then run again.") from None
         except OSError as exc:
-            if exc.errno in _READ_ONLY and not os.access(self.root, os.W_OK):
-                yield  # read-only folder: nothing can be written, so nothing needs the lock
-                return
-            raise IppromptError(
-                f"Cannot lock the run folder {self.root} ({self.root / LOCK}: {exc.strerror or exc}).",
-                "Check the folder's permissions; another user's run may own the lock file.",
-            ) from None
+            if exc.errno not in _READ_ONLY or os.access(self.root, os.W_OK):
+                raise IppromptError(
+                    f"Cannot lock the run folder {self.root} ({self.root / LOCK}: {exc.strerror or exc}).",
+                    "Check the folder's permissions; another user's run may own the lock file.",
+                ) from None
+            held = False  # read-only folder: nothing can be written, so nothing needs the lock
         try:
             yield
         finally:
-            self._filelock.release()
+            if held:
+                self._lock.release()
 
     # ------------------------------------------------------------------ the manifest
     def read(self, full_panels: Iterable[int] | None = None) -> RunManifest | None:
