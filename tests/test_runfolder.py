@@ -150,8 +150,15 @@ def test_two_stories_racing_into_one_new_folder_one_wins(example_copy: Path, tmp
 # --------------------------------------------------------------------------- paths from the manifest
 
 
-def _tamper_candidate(run: Path, number: int, index: int, image: str) -> None:
-    """Point a candidate's image elsewhere in the panel's record (where its full entry lives)."""
+def _tamper_candidate(run: Path, number: int, index: int, image: str, where: str = "record") -> None:
+    """Point a candidate's image elsewhere: in the panel's record (where its full entry lives), or
+    in a whole format-2 manifest.json (an older run folder someone sent)."""
+    if where == "manifest.json":
+        manifest = {**read_manifest(run).model_dump(mode="json"), "format": 2}
+        panel = next(p for p in manifest["panels"] if p["number"] == number)
+        next(c for c in panel["candidates"] if c["index"] == index)["image"] = image
+        (run / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+        return
     record = run / "panels" / f"{number:02d}" / "panel.json"
     data = json.loads(record.read_text(encoding="utf-8"))
     for c in data["candidates"]:
@@ -160,8 +167,11 @@ def _tamper_candidate(run: Path, number: int, index: int, image: str) -> None:
     record.write_text(json.dumps(data), encoding="utf-8")
 
 
+@pytest.mark.parametrize("where", ["record", "manifest.json"])
 @pytest.mark.parametrize("bad", ["../../secret/private.png", "/etc/passwd", "LINK"])
-def test_pick_never_copies_a_file_from_outside_the_run(example_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: str) -> None:
+def test_pick_never_copies_a_file_from_outside_the_run(
+    example_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: str, where: str
+) -> None:
     run = tmp_path / "a" / "b" / "run"
     run_story(example_copy, out=run, panels="2", **QUICK)
     secret = tmp_path / "a" / "secret" / "private.png"
@@ -173,7 +183,7 @@ def test_pick_never_copies_a_file_from_outside_the_run(example_copy: Path, tmp_p
     entry = read_manifest(run).panel(2)
     assert entry is not None
     other = next(c for c in entry.candidates if c.index != entry.chosen)
-    _tamper_candidate(run, 2, other.index, bad)
+    _tamper_candidate(run, 2, other.index, bad, where)
     before = (run / "panels" / "02.png").read_bytes()
     r = run_cli(capsys, "story", "pick", str(run), "2", str(other.index))
     assert r.exit_code == 2 and "Traceback" not in r.output
