@@ -176,18 +176,20 @@ class PanelWrites:
         """
 
         seen: dict[str, PanelEntry | None] = {}
+        newer = {"made or making": False}
 
         def mark(old: PanelEntry | None) -> PanelEntry | None:
             seen["old"] = old
             if old is not None and old.reroll > reroll:
+                newer["made or making"] = True
                 return None
             reserved = max(reroll, old.rerolls_reserved if old is not None else 0)
             return pending_entry(number, overlay, reroll).model_copy(update={"rerolls_reserved": reserved})
 
         with self.lock():
-            marked = self.update_panel(number, mark)
+            self.update_panel(number, mark)
             previous = seen.get("old")
-            if previous is not None and marked is previous:
+            if newer["made or making"]:
                 return
             image = self.panel_image(number)
             if image.is_file():
