@@ -24,10 +24,19 @@ class IppromptError(Exception):
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n{self.hint}"
 
-    def __reduce__(self) -> tuple[type, tuple[str, str | None]]:
-        """Pickle as message and hint, so an error raised on a Ray worker reaches the driver whole
-        (subclasses with other constructor arguments arrive as a plain ``IppromptError``)."""
-        return (IppromptError, (self.message, self.hint))
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickle as class, message, hint and attributes, so an error raised on a Ray worker reaches
+        the driver as itself: callers tell errors apart by class (``except ManifestDamaged``), never
+        by message text. Subclasses whose constructors take other arguments are rebuilt without
+        calling their constructor."""
+        return (_restore_error, (type(self), self.message, self.hint), dict(self.__dict__))
+
+
+def _restore_error(cls: type[IppromptError], message: str, hint: str | None) -> IppromptError:
+    """An ``IppromptError`` (or subclass) with ``message`` and ``hint``, its constructor bypassed."""
+    error = cls.__new__(cls)
+    IppromptError.__init__(error, message, hint)
+    return error
 
 
 def hf_cache_dir() -> Path:

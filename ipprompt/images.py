@@ -196,3 +196,39 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         return image.convert("RGB")
     except ValueError:
         raise ImageRejected(f"unsupported colour mode {mode}") from None
+
+
+def image_file_problem(path: Path, limits: ImageLimits = IMAGE_LIMITS) -> str | None:
+    """Why the image file at ``path`` is unusable, or None; a cheap check that decodes no pixel.
+
+    For files ipprompt wrote itself (a run's panel images), where a full decode per kept panel
+    per run would cost seconds: the header and size limits as ``open_image`` checks them, then
+    Pillow's ``verify`` (for PNG, every chunk's checksum up to the end marker), so a file cut
+    short or overwritten with garbage is found. Use ``open_image`` to get pixels.
+    """
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        return f"cannot read file ({exc.strerror or exc})"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if info.st_size == 0:
+        return "empty file (0 bytes)"
+    if info.st_size > limits.max_file_bytes:
+        return f"file too large ({info.st_size / 2**20:.0f} MiB)"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                problem = size_problem(image.width, image.height, limits)
+                if problem is not None:
+                    return problem
+                image.verify()
+    except UnidentifiedImageError:
+        return "not an image (format not recognised)"
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return "image too large to decode safely"
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError) as exc:
+        detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        return f"corrupt or truncated image data ({detail})"
+    return None

@@ -63,7 +63,10 @@ def _done_panels(out: Path) -> dict[int, tuple[int, int]]:
     path = out / "manifest.json"
     if not path.exists():
         return {}
-    manifest = json.loads(path.read_text(encoding="utf-8"))  # valid JSON after every kill
+    json.loads(path.read_text(encoding="utf-8"))  # valid JSON after every kill
+    from ipprompt.runfolder.manifest import read_manifest
+
+    manifest = read_manifest(out).model_dump(mode="json")  # the index with every done panel's record
     done = {}
     for p in manifest["panels"]:
         if p["status"] != "done":
@@ -137,3 +140,70 @@ def test_sigint_at_random_moments_says_how_to_resume(example_copy: Path, tmp_pat
     assert interrupted >= 1
     assert _wait(_start(example_copy, out, log)) == 0
     assert sorted(_done_panels(out)) == [1, 2, 3, 4, 5, 6]
+
+
+def _start_reroll(story: Path, out: Path, report: Path) -> int:
+    """Fork a child that rerolls panel 2 with a backend that paints its seed into the panel; on
+    success it writes the seed of the take it made to ``report``."""
+    from test_runfolder import QUICK, SeedPreview
+
+    from ipprompt.pipeline.run import run_story
+
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            fd = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            backend = SeedPreview()
+            result = run_story(story, out=out, panels="2", reroll=True, backend_instance=backend, **QUICK)
+            if result.generated != [2] or len(set(backend.seeds)) != 1:
+                code = 3
+            else:
+                report.write_text(str(backend.seeds[0]))
+        except BaseException:  # noqa: BLE001 - a child must never return into pytest
+            code = 99
+        os._exit(code)
+    return pid
+
+
+@pytest.mark.slow
+def test_concurrent_rerolls_killed_at_random_keep_every_take(example_copy: Path, tmp_path: Path) -> None:
+    """Rerolls of one panel in separate processes, three at a time, some killed at random points:
+    every take a process reported made is in panels/ or history/, and no two made the same seed."""
+    from test_runfolder import QUICK, SeedPreview, seed_colour, take_colours
+
+    from ipprompt.pipeline.run import run_story
+
+    out = tmp_path / "run"
+    run_story(example_copy, out=out, panels="2", backend_instance=SeedPreview(), **QUICK)
+    started = time.monotonic()
+    pid = _start_reroll(example_copy, out, tmp_path / "timing.txt")
+    assert _wait(pid) == 0
+    window = max(0.3, time.monotonic() - started)
+    rng = random.Random(20261201)
+    reports: list[Path] = []
+    killed = 0
+    for round_no in range(5):
+        children = []
+        for i in range(3):
+            report = tmp_path / f"take-{round_no}-{i}.txt"
+            children.append((_start_reroll(example_copy, out, report), report))
+        victims = rng.sample(range(3), rng.choice([1, 2]))
+        time.sleep(rng.uniform(0.0, window))
+        for i in victims:
+            os.kill(children[i][0], signal.SIGKILL)
+        for i, (pid, report) in enumerate(children):
+            code = _wait(pid)
+            killed += code == -signal.SIGKILL
+            assert code in (0, -signal.SIGKILL), f"child exited {code}"
+            if code == 0:
+                reports.append(report)
+        _done_panels(out)  # valid manifest; a done panel has all its files
+    seeds = [int(r.read_text()) for r in [tmp_path / "timing.txt", *reports]]
+    assert killed >= 3 and len(seeds) >= 4
+    assert len(set(seeds)) == len(seeds), "concurrent rerolls make different takes"
+    colours = set(take_colours(out, 2))
+    lost = [s for s in seeds if seed_colour(s) not in colours]
+    assert not lost, f"takes {lost} were made and reported but are neither in panels/ nor in history/"

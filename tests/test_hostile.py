@@ -192,7 +192,10 @@ def test_single_file_page_inlines_no_link_and_no_non_image(tmp_path_factory: pyt
     # A linked folder inside the run: its files are reached through a link, so not inlined.
     shutil.move(str(run / "panels" / "02"), tmp_path / "moved-02")
     os.symlink(tmp_path / "moved-02", run / "panels" / "02")
-    manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    from ipprompt.runfolder.manifest import read_manifest
+
+    # The whole manifest as one format-2 document (read as it is), edited as a hostile sender would.
+    manifest = {**read_manifest(run).model_dump(mode="json"), "format": 2}
     manifest["panels"][0]["image"] = "leak.png"
     manifest["panels"][0]["candidates"][0]["grid"] = "outside-link.png"
     manifest["panels"][0]["elements"][0]["refs"][0]["thumb"] = "text.png"

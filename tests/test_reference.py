@@ -22,6 +22,7 @@ from ipprompt.dvp.grid import GridSpec, RefImage, target_mask
 from ipprompt.dvp.ipprompter import REFERENCE_PREFIX, ReferenceSearch, reference_arrangement, reference_fit
 from ipprompt.dvp.search import CandidateSearch, PanelPrompt, SearchSettings
 from ipprompt.pipeline.run import run_story
+from ipprompt.runfolder.manifest import read_manifest
 from ipprompt.dvp.scoring import Scorer
 
 TILE = 64
@@ -225,12 +226,12 @@ def test_preview_reference_run_records_method_and_prompts(example_copy: Path, tm
     assert [len(p.candidates) for p in made] == [6, 6, 2]  # n! of 3, 3 and 2 elements
     for p in made:
         assert p.method == "reference" and p.text == REFERENCE_PREFIX + (p.description or "")
-        assert all(c.prompt == p.text and c.finished for c in p.candidates)
+        assert all(p.candidate_prompt(c) == p.text and c.finished for c in p.candidates)
     html = (result.out / "storyboard.html").read_text()
     assert html.count('data-method="reference"') == 3
     dvp = run_story(example_copy, out=tmp_path / "d", panels="1", backend="preview", encoder="no-such-local-encoder", candidates=2, rounds=0)
     first = dvp.manifest.panels[0]
-    assert first.method == "dvp" and all(c.prompt == first.text for c in first.candidates)
+    assert first.method == "dvp" and all(first.candidate_prompt(c) == first.text for c in first.candidates)
     assert 'data-method="dvp"' in (dvp.out / "storyboard.html").read_text()
 
 
@@ -243,7 +244,7 @@ def test_cli_reference_run_with_tiny_models(
     r = run_cli(capsys, "story", "run", str(example_copy), "--method", "reference", "--tile", "256", "--model", str(tiny_flux_dir),
                 "--encoder", str(tiny_clip_dir), "--steps", "2", "--panels", "2-3", "--out", str(out))
     assert r.exit_code == 0, r.output
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = read_manifest(out).model_dump(mode="json")  # the index and every record
     done = [p for p in manifest["panels"] if p["status"] == "done"]
     assert [p["number"] for p in done] == [2, 3]
     for panel in done:
@@ -253,7 +254,7 @@ def test_cli_reference_run_with_tiny_models(
         assert panel["nfe"] == 2 * len(panel["candidates"])
         for cand in panel["candidates"]:
             assert cand["finished"] and not cand["pruned"] and cand["steps_run"] == 2
-            assert cand["prompt"] == REFERENCE_PREFIX + panel["description"]
+            assert (cand["prompt"] or panel["text"]) == REFERENCE_PREFIX + panel["description"]  # stored once when equal
         best = max(panel["candidates"], key=lambda c: (c["scores"]["clip_t"], -c["index"]))
         assert panel["chosen"] == best["index"]
     assert (out / "storyboard.html").read_text().count("reference method ·") == 2

@@ -64,7 +64,11 @@ def run_copy(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
 
 
 def manifest_of(run: Path) -> dict[str, Any]:
-    return json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    """The run's whole manifest (index and panel records) as one format-2 document: written back
+    to manifest.json, it is read as it is (an older run's manifest, or a hand-edited one)."""
+    from ipprompt.runfolder.manifest import read_manifest
+
+    return {**read_manifest(run).model_dump(mode="json"), "format": 2}
 
 
 # --------------------------------------------------------------------------- a small DOM
@@ -234,7 +238,7 @@ def test_single_file_inlines_every_image(run_copy: Path, tmp_path: Path) -> None
 
 
 def test_missing_files_show_a_placeholder_not_a_broken_image(run_copy: Path) -> None:
-    manifest = json.loads((run_copy / "manifest.json").read_text())
+    manifest = manifest_of(run_copy)
     (run_copy / next(c["grid"] for c in manifest["panels"][0]["candidates"] if c["index"] == 1)).unlink()
     dom = parse(render_storyboard(run_copy))
     assert all((run_copy / i.attrs["src"]).is_file() for i in dom.root.find_all("img"))

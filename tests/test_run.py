@@ -12,6 +12,7 @@ from cli_helpers import run_cli
 from ipprompt.backends.factory import MachineOptions
 from ipprompt.backends.flux_fill import FluxFillBackend
 from ipprompt.pipeline.run import run_story
+from ipprompt.runfolder.manifest import read_manifest
 
 FAST = {"tile": 256, "candidates": 2, "rounds": 0, "steps": 2}
 
@@ -48,7 +49,7 @@ def test_cli_run_with_tiny_models_writes_the_run_folder(
         "--steps", "4", "--panels", "1-2", "--tile", "256", "--candidates", "3", "--rounds", "1", "--out", str(out),
     )
     assert result.exit_code == 0, result.output
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = read_manifest(out).model_dump(mode="json")  # the index and every record
     assert manifest["models"]["generator"] == str(tiny_flux_dir)
     assert manifest["models"]["retrieval"] == "clip"
     done = [p for p in manifest["panels"] if p["status"] == "done"]
@@ -123,7 +124,7 @@ def test_preview_run_needs_no_model(example_copy: Path, tmp_path: Path, capsys: 
     result = run_cli(capsys, "story", "run", str(example_copy), "--backend", "preview", "--out", str(out))
     assert result.exit_code == 0, result.output
     assert "captions and tags" in result.output  # says it fell back to lexical retrieval
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = read_manifest(out).model_dump(mode="json")  # the index and every record
     assert manifest["models"] == {"generator": None, "encoder": None, "retrieval": "lexical"}
     assert all(p["status"] == "done" for p in manifest["panels"])
     assert len(list((out / "panels").glob("*.png"))) == len(manifest["panels"])

@@ -14,6 +14,7 @@ import pytest
 from cli_helpers import run_cli
 from ipprompt.errors import IppromptError
 from ipprompt.pipeline.run import run_story
+from ipprompt.runfolder.manifest import read_manifest
 
 QUICK = {"backend": "preview", "tile": 256, "candidates": 2, "rounds": 0}
 
@@ -80,7 +81,7 @@ def test_two_processes_on_one_folder_end_with_every_panel_done(example_copy: Pat
     procs = [subprocess.Popen([*common, "--panels", sel], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env) for sel in ("1-5", "6-10")]
     outputs = [p.communicate(timeout=300)[0].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = read_manifest(out).model_dump(mode="json")  # the index and every panel's record
     assert [p["status"] for p in manifest["panels"]] == ["done"] * 10
     for p in manifest["panels"]:
         assert (out / p["image"]).is_file() and all((out / c["grid"]).is_file() for c in p["candidates"])

@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from ipprompt.cli.console import console, fail
+from ipprompt.cli.console import console, err_console, fail
 from ipprompt.errors import IppromptError
 from ipprompt.export.sizes import DEFAULT_DPI, DEFAULT_PAGE_SIZE, MAX_DPI, MIN_DPI, PAGE_SIZES
 
@@ -47,5 +47,7 @@ def export(
         raise fail(error)
     pending = f"; {result.pending} panel{'s' if result.pending != 1 else ''} not drawn yet (empty frames)" if result.pending else ""
     console.print(f"{result.pages} pages (title page included){pending}.", highlight=False)
+    for line in result.warnings():
+        err_console.print(f"[yellow]Warning:[/] {escape(line)}", highlight=False)
     for path in result.written:
         console.print(f"Wrote [bold]{escape(str(path))}[/]")

@@ -18,6 +18,8 @@ import numpy as np
 from PIL import Image
 
 from ipprompt.backends.registry import runs_no_model
+from ipprompt.images import ImageRejected, open_image
+from ipprompt.runfolder.safepath import inside_or_none
 from ipprompt.errors import IppromptError, ModelUnavailable
 from ipprompt.evaluate import metrics
 from ipprompt.evaluate.results import DEFAULT_DINO, Cost, PanelEval, RunEval, Summary, save_eval
@@ -77,12 +79,12 @@ def panel_description(panel: PanelEntry, style: str) -> str:
 
 
 def _panel_image(run_dir: Path, panel: PanelEntry) -> Image.Image | None:
-    if not panel.done or not panel.image or ".." in Path(panel.image).parts or Path(panel.image).is_absolute():
+    path = inside_or_none(run_dir, panel.image) if panel.done else None  # never a file outside the run
+    if path is None:
         return None
     try:
-        with Image.open(run_dir / panel.image) as image:
-            return image.convert("RGB")
-    except (OSError, ValueError):
+        return open_image(path)
+    except ImageRejected:
         return None
 
 

@@ -13,7 +13,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ipprompt.atomic import atomic_write_text
 from ipprompt.runfolder.manifest import RunManifest
 
 # Theme fidelity averages a panel's similarity to the K theme images closest to it. One
@@ -117,24 +116,36 @@ def eval_key(encoder: str, dino: str) -> str:
 
 def read_eval(run_dir: str | Path) -> EvalFile | None:
     """The run's eval.json, or None when there is none or it cannot be used (it is only a cache)."""
-    path = Path(run_dir) / EVAL_FILE
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = (Path(run_dir) / EVAL_FILE).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return _parse_eval(text)
+
+
+def _parse_eval(text: str | None) -> EvalFile | None:
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
         if not isinstance(data, dict) or data.get("format") != EVAL_FORMAT:
             return None
         return EvalFile.model_validate(data)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValidationError):
+    except (json.JSONDecodeError, RecursionError, ValidationError):
         return None
 
 
 def save_eval(run_dir: str | Path, result: RunEval) -> Path:
     """Add (or replace) this encoder pair's result in the run's eval.json, atomically."""
-    path = Path(run_dir) / EVAL_FILE
-    existing = read_eval(run_dir) or EvalFile()
-    existing.results[result.key] = result
-    existing.latest = result.key
-    atomic_write_text(path, json.dumps(existing.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
-    return path
+    from ipprompt.runfolder.folder import RunFolder  # the run folder is the only writer of its files
+
+    def add(text: str | None) -> str:
+        existing = _parse_eval(text) or EvalFile()
+        existing.results[result.key] = result
+        existing.latest = result.key
+        return json.dumps(existing.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
+
+    return RunFolder(Path(run_dir)).write_eval(add)
 
 
 def eval_for_page(run_dir: str | Path, manifest: RunManifest) -> dict[str, Any] | None:

@@ -14,7 +14,17 @@ from ipprompt.errors import IppromptError
 from ipprompt.export.formats import check_output_file, check_pages_folder, write_cbz, write_page_files, write_pdf
 from ipprompt.export.pages import character_names, make_book, page_spec
 from ipprompt.export.sizes import DEFAULT_DPI, DEFAULT_PAGE_SIZE
-from ipprompt.runfolder.manifest import read_manifest
+from ipprompt.runfolder.manifest import RunManifest, read_manifest
+
+
+def damaged_panels(root: Path, manifest: RunManifest) -> dict[int, str]:
+    """Done panels whose image cannot be drawn, with the reason ("missing", "corrupt: ..."), so an
+    export never draws "IMAGE MISSING" without saying so."""
+    from ipprompt.runfolder.folder import RunFolder
+
+    folder = RunFolder(root)
+    problems = {p.number: folder.panel_problem(p) for p in manifest.panels if p.done}
+    return {n: why for n, why in problems.items() if why is not None}
 
 
 @dataclass
@@ -24,6 +34,14 @@ class ExportResult:
     pages: int
     written: list[Path] = field(default_factory=list)
     pending: int = 0
+    # Done panels drawn as "IMAGE MISSING": their image file is missing, corrupt or outside the run.
+    damaged: dict[int, str] = field(default_factory=dict)
+
+    def warnings(self) -> list[str]:
+        """One line per done panel whose image could not be drawn, naming it and why."""
+        return [f"Panel {n}: its image is {why}; drawn as IMAGE MISSING." for n, why in sorted(self.damaged.items())] + (
+            ["Remake them: `ipprompt story run STORY --out RUN` (a corrupt or missing panel is made again)."] if self.damaged else []
+        )
 
 
 def export_run(
@@ -51,7 +69,7 @@ def export_run(
     # Pillow's PDF writer wants every page at once, so pages are kept in memory (about 5 MB
     # each at the default size and dpi) and shared by all formats instead of drawn per format.
     pages = list(book.pages())
-    result = ExportResult(len(pages), pending=sum(1 for a in book.arts if a.status != "done"))
+    result = ExportResult(len(pages), pending=sum(1 for a in book.arts if a.status != "done"), damaged=damaged_panels(root, manifest))
     title = manifest.story.title
     if pdf is not None:
         write_pdf(Path(pdf), pages, dpi=spec.dpi, title=title)

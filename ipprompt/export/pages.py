@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageOps
 
+from ipprompt.runfolder.safepath import inside_or_none
 from ipprompt.errors import IppromptError
 from ipprompt.export.lettering import MUTED, Line, letter_panel, letters_bottom
 from ipprompt.export.sizes import DEFAULT_DPI, DEFAULT_PAGE_SIZE, MAX_DPI, MIN_DPI, PAGE_SIZES
@@ -90,21 +91,11 @@ class PanelArt:
 def safe_panel_path(run_dir: Path, rel: object) -> Path | None:
     """The file a manifest path names, or None unless it is a plain relative path inside the run.
 
-    Absolute paths, ``..``, drive letters and symlinks that lead out of the folder are refused.
+    Absolute paths, ``..``, drive letters and symlinks that lead out of the folder are refused
+    (the one check: ``RunFolder.resolve``).
     """
-    if not isinstance(rel, str) or not rel or "\\" in rel or ":" in rel or "\x00" in rel:
-        return None
-    parts = PurePosixPath(rel)
-    if parts.is_absolute() or ".." in parts.parts:
-        return None
-    root = Path(run_dir).resolve()
-    try:
-        path = root.joinpath(*parts.parts).resolve()
-    except (OSError, RuntimeError):  # a symlink loop
-        return None
-    if not path.is_relative_to(root) or not path.is_file():
-        return None
-    return path
+    path = inside_or_none(run_dir, rel)
+    return path if path is not None and path.is_file() else None
 
 
 def panels_of(run_dir: Path, manifest: RunManifest) -> list[PanelArt]:

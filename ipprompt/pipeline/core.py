@@ -26,6 +26,7 @@ from ipprompt.dvp.scoring import Scorer
 from ipprompt.pipeline.plan import PanelJob
 from ipprompt.runfolder.folder import RunFolder
 from ipprompt.runfolder.manifest import PanelEntry, RunManifest
+from ipprompt.runfolder.safepath import inside_or_none
 
 if TYPE_CHECKING:
     from ipprompt.backends.base import Backend
@@ -65,7 +66,7 @@ def resolve_continuity(job: PanelJob, folder: RunFolder, manifest: RunManifest) 
     if not job.waiting:
         return job
     prev = manifest.panel(job.continuity_from or 0)
-    path = folder.root / prev.image if prev is not None and prev.done and prev.image else None
+    path = inside_or_none(folder.root, prev.image) if prev is not None and prev.done and prev.image else None
     return job.with_previous(path if path is not None and path.is_file() else None)
 
 
@@ -78,7 +79,7 @@ def adopt_record(folder: RunFolder, manifest: RunManifest, job: PanelJob) -> Pan
     record = folder.read_record(job.number)
     if record is None or record.key != job.key:
         return old
-    folder.update(lambda m: m.set_panel(record))
+    folder.update_panel(job.number, lambda _: record)
     return record
 
 

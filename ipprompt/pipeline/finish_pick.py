@@ -5,27 +5,23 @@ the next run of the panel finishes exactly that candidate and nothing else: its 
 from the arrangement the manifest recorded (cells hold sha256s, which name the job's references),
 it starts from the panel's seed and runs every step through the backend's step-wise protocol.
 Candidates are deterministic, so the pixels equal those a full (exhaustive) run of that arrangement
-gives. Like ``execute``, nothing here writes a file: ``commit_finished_pick`` below does, through the run folder.
+gives. Like ``execute``, nothing here writes a file: ``RunFolder.commit_finished_pick`` does.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 
 from PIL import Image
 
-from ipprompt.atomic import atomic_save_image
 from ipprompt.backends.base import Backend, FillJob
 from ipprompt.dvp.grid import Arrangement, Placement, RefImage, build_canvas, crop_target, fit_to_tile, target_mask
 from ipprompt.dvp.search import SearchProgress
 from ipprompt.errors import IppromptError
 from ipprompt.pipeline.execute import grid_spec, out_of_memory_is_a_user_error
-from ipprompt.runfolder.manifest import CandidateEntry, PanelEntry, RunManifest
-from ipprompt.runfolder.manifest import Scores as ScoresEntry
+from ipprompt.runfolder.manifest import CandidateEntry, PanelEntry
 from ipprompt.pipeline.plan import PanelJob
-from ipprompt.runfolder.folder import RunFolder
 from ipprompt.dvp.scoring import Scorer, Scores
 
 
@@ -94,50 +90,3 @@ def finish_pick(
     if progress is not None:
         progress.candidate_done()
     return FinishedPick(index, cell, scores, handle.step, backend.nfe - nfe_before, round(time.perf_counter() - started, 3), job.shape)
-
-
-def commit_finished_pick(folder: RunFolder, number: int, finished: "FinishedPick") -> PanelEntry:
-    """Write a picked candidate the run just finished: its image (the preview is kept beside
-    it), the panel image, then the manifest entry, which now names it chosen by the author."""
-    i = finished.index
-    pdir = folder.panel_dir(number)
-    cand_path, preview_path = pdir / f"cand-{i}.png", pdir / f"preview-{i}.png"
-    if cand_path.is_file() and not preview_path.exists():  # a retry after a kill keeps the first preview
-        os.replace(cand_path, preview_path)
-    atomic_save_image(cand_path, finished.cell)
-    result: dict[str, PanelEntry] = {}
-
-    def change(manifest: RunManifest) -> None:
-        entry = manifest.panel(number)
-        if entry is None:
-            raise IppromptError(f"Panel {number} left the manifest while its picked candidate was finished.")
-        folder.keep_current_image(entry)
-        atomic_save_image(folder.panel_image(number), finished.cell)
-        candidates = []
-        for c in entry.candidates:
-            if c.index == i:
-                c = c.model_copy(update=dict(
-                    image=folder.rel(cand_path),
-                    preview_image=folder.rel(preview_path) if preview_path.is_file() else c.preview_image,
-                    finished=True,
-                    pruned=False,
-                    scores=ScoresEntry(**finished.scores.to_json()),
-                    steps_run=finished.steps_run,
-                ))
-            candidates.append(c.model_copy(update={"chosen": c.index == i}))
-        entry = entry.model_copy(update=dict(
-            candidates=candidates,
-            chosen=i,
-            picked_by="author",
-            picked_from_history=None,
-            pick_to_finish=None,
-            shape=finished.shape,
-            nfe=entry.nfe + finished.nfe,
-            seconds=round(entry.seconds + finished.seconds, 3),
-        ))
-        manifest.set_panel(entry)
-        result["entry"] = entry
-
-    folder.update(change)
-    folder.write_record(result["entry"])
-    return result["entry"]

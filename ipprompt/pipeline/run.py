@@ -205,15 +205,6 @@ def preflight(
     return Preflight(story, settings, numbers, {**kept, **given}, recorded, {k: v for k, v in kept.items() if k not in given})
 
 
-def _rerolls(folder: RunFolder, manifest: RunManifest, numbers: list[int], reroll: bool) -> dict[int, int]:
-    """Each panel keeps the reroll count it was made with; ``--reroll`` moves the selected ones on."""
-    counts = {p.number: p.reroll for p in manifest.panels}  # pending too: an interrupted reroll keeps its count
-    if reroll:
-        for n in numbers:
-            counts[n] = counts.get(n, 0) + 1
-    return counts
-
-
 def announce_changes(pre: Preflight, manifest: RunManifest, jobs: list[PanelJob], progress: RunProgress, remake_picked: bool) -> None:
     """Say, before anything runs, which settings differ from the run's and what that remakes."""
     if pre.remembered:
@@ -283,7 +274,8 @@ def run_story(
         # 5. plan
         dtype = (backend_instance.stats().get("dtype") if backend_instance is not None else None) or planned_dtype(settings.backend, settings.machine)
         machine_key = {"quantize": settings.quantize, "vae_tiling": settings.vae_tiling, "dtype": dtype}
-        jobs: list[PanelJob] = plan_panels(story, settings, library, numbers, machine_key=machine_key, rerolls=_rerolls(folder, manifest, numbers, reroll))
+        rerolls = _rerolls(manifest, numbers, False) | (folder.reserve_rerolls(numbers) if reroll else {})
+        jobs: list[PanelJob] = plan_panels(story, settings, library, numbers, machine_key=machine_key, rerolls=rerolls)
         announce_changes(pre, before, jobs, progress, remake_picked)
         # 6. execute
         if ray is not None:

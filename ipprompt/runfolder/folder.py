@@ -1,77 +1,63 @@
 """The run folder: where a story's panels, visual prompts and manifest live on disk.
 
-``RunFolder`` is the only writer of a run folder. Every file goes through the one atomic-write
-helper, and every manifest change is a read-modify-write under a file lock, so several processes
-(two GPUs with disjoint ``--panels``) can share a folder: each only replaces its own panels'
-entries. A panel's entry is also written beside its files (``panels/NN/panel.json``) before the
-manifest names it done, so a damaged manifest can be rebuilt from the panels themselves.
+``RunFolder`` is the only writer of a run folder: panels, picks, the storyboard pages and
+``eval.json`` all go through it, every file through the one atomic-write helper, and every change
+under the folder's file lock, so several processes (two GPUs with disjoint ``--panels``, two
+rerolls of one panel) can share a folder without losing anything. A panel's full entry lives in
+its own record (``panels/NN/panel.json``) and ``manifest.json`` holds the run-level facts and a
+small index (see ``ipprompt.runfolder.manifest``): a commit rewrites one record and the index, so
+its cost does not grow with the number of panels. Every path read from a manifest goes through
+``resolve``. The panel writes themselves (commit, picks, history) are in ``panel_writes``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import shutil
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from filelock import FileLock, Timeout
-
-from ipprompt.atomic import atomic_save_image, atomic_write_bytes, atomic_write_text, is_temporary_name, remove_stale_temporaries
-from ipprompt.backends.lora import parse_lora
-from ipprompt.dvp.grid import RefImage, target_mask
+from ipprompt.atomic import atomic_write_text, is_temporary_name, remove_stale_temporaries
 from ipprompt.errors import IppromptError
-from ipprompt.runfolder.lock import ACTIVE_LOCK, ActiveRun
+from ipprompt.runfolder.index_cache import IndexCache
+from ipprompt.runfolder.lock import ACTIVE_LOCK, ActiveRun, FolderLock, LockTimeout
 from ipprompt.runfolder.manifest import (
+    FORMAT,
     MANIFEST,
-    ArrangementEntry,
-    CandidateEntry,
-    CellEntry,
-    CharacterEntry,
-    DialogueEntry,
-    ElementEntry,
-    LoraEntry,
-    ManifestError,
+    PANEL_RECORD,
+    ManifestDamaged,
     PanelEntry,
-    RefEntry,
     RunManifest,
-    Scores,
+    StoryInfo,
     now_iso,
-    parse_manifest,
-    write_manifest,
 )
+from ipprompt.runfolder.store import load_records, read_manifest_bytes, read_record_file, write_record
+from ipprompt.runfolder.panel_writes import PanelWrites, overlay_fields, pending_entry
+from ipprompt.runfolder.safepath import resolve_inside
 
-if TYPE_CHECKING:
-    from PIL import Image
+__all__ = ["RunFolder", "overlay_fields", "pending_entry"]
 
-    from ipprompt.pipeline.execute import PanelResult
-    from ipprompt.pipeline.finish_pick import FinishedPick
-    from ipprompt.pipeline.plan import Overlay
-
-THUMB_PX = 256
-# Visual prompts of candidates that were not chosen: the inspector shows them as thumbnails with a
-# zoom, and the exact canvas can be rebuilt from the arrangement and the references, so a JPEG at
-# half size says all they have to say at a fraction of a full-size PNG's encoding time (a 1536 px
-# grid PNG costs ~0.3 s; a panel has up to 10 grids). The chosen one stays full-size and lossless:
-# it is the exact visual prompt of the panel.
-GRID_PREVIEW_SIDE = 768
-GRID_PREVIEW_QUALITY = 85
 LOCK = ".manifest.lock"
-PANEL_RECORD = "panel.json"
+STORYBOARD = "storyboard.html"
+STORYBOARD_SINGLE = "storyboard-single.html"
+EVAL_FILE = "eval.json"
+PAGES = (STORYBOARD, STORYBOARD_SINGLE)
+LOCK_WAIT_S = 600
+_READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
-class RunFolder:
+class RunFolder(PanelWrites):
     """Paths inside one run folder and every write to it."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.notes: list[str] = []
-        self._writer: ThreadPoolExecutor | None = None
         self.active = ActiveRun(self.root)
-        self._pending: list[Future[PanelEntry]] = []
+        self._lock: FolderLock | None = None
+        self._index = IndexCache()
+        PanelWrites.__init__(self)
 
     # ------------------------------------------------------------------ paths
     @property
@@ -104,62 +90,155 @@ class RunFolder:
         """A path relative to the run folder, with forward slashes (for HTML links)."""
         return Path(os.path.relpath(path, self.root)).as_posix()
 
-    # ------------------------------------------------------------------ the manifest
+    def resolve(self, rel: object, key: str = "a path in the manifest") -> Path:
+        """The file a manifest or record path names, refusing any that leads outside the folder.
+
+        The one check every reader uses (pick, history, finish, render, export, eval): an
+        ``UnsafePath`` error names ``key`` (e.g. ``panels[2].candidates[1].image``).
+        """
+        return resolve_inside(self.root, rel, key)
+
+    # ------------------------------------------------------------------ the lock
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the run folder's lock (other processes on the same folder wait)."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Hold the run folder's lock (other processes and threads on the same folder wait).
+
+        Re-entrant in one thread. Where the lock file cannot be created because the folder is
+        read-only for us, nobody can write through us either: reading goes on without the lock,
+        and the first write fails with the atomic writer's clear message.
+        """
         try:
-            lock = FileLock(str(self.root / LOCK), timeout=600)
-            lock.acquire()
-        except Timeout:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise IppromptError(f"Cannot create the run folder {self.root}: {exc.strerror or exc}.", "Choose another --out, or fix its permissions.") from None
+        if self._lock is None:
+            self._lock = FolderLock(self.root / LOCK, LOCK_WAIT_S)
+        try:
+            self._lock.acquire()
+            held = True
+        except LockTimeout:
             raise IppromptError(f"Another process has held {self.root / LOCK} for 10 minutes.", "Is a run on this folder stuck? Stop it, then run again.") from None
+        except OSError as exc:
+            if exc.errno not in _READ_ONLY or os.access(self.root, os.W_OK):
+                raise IppromptError(
+                    f"Cannot lock the run folder {self.root} ({self.root / LOCK}: {exc.strerror or exc}).",
+                    "Check the folder's permissions; another user's run may own the lock file.",
+                ) from None
+            held = False  # read-only folder: nothing can be written, so nothing needs the lock
         try:
             yield
         finally:
-            lock.release()
+            if held:
+                self._lock.release()
 
-    def read(self) -> RunManifest | None:
-        """The manifest on disk; None when there is none. A damaged one is rebuilt from the
-        panels' own records (the damaged file is kept as ``manifest.json.damaged-<time>``)."""
+    # ------------------------------------------------------------------ the manifest
+    def read(self, full_panels: Iterable[int] | None = None) -> RunManifest | None:
+        """The manifest on disk; None when there is none.
+
+        Every panel comes with its full entry, or (``full_panels``) only those panels, the others
+        as their index entries (status, key, image, picks, story text; no candidates), which keeps
+        a read per panel independent of the panel count. A damaged manifest is rebuilt from the
+        panels' own records (the damaged file is kept as ``manifest.json.damaged-<time>``).
+        """
         try:
-            text = self.manifest_path.read_text(encoding="utf-8")
+            data = read_manifest_bytes(self.manifest_path)
         except FileNotFoundError:
             return self._rebuild() if self._panel_records() else None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise IppromptError(f"Cannot read {self.manifest_path}: {exc}", "Check the folder's permissions.") from None
         try:
-            return parse_manifest(text, self.manifest_path)
-        except ManifestError as exc:
-            if "manifest format" in exc.message:
-                raise  # another version's manifest: never rewrite it
+            manifest = self._index.parse(data, self.manifest_path)
+        except ManifestDamaged as exc:
             stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
             kept = self.manifest_path.with_name(f"{MANIFEST}.damaged-{stamp}-{os.getpid()}")
             try:
                 os.replace(self.manifest_path, kept)
             except FileNotFoundError:  # another process set it aside first
-                return self.read()
+                return self.read(full_panels)
+            except OSError as err:
+                raise IppromptError(f"{exc.message} It cannot be set aside ({err.strerror or err}).", "Check the folder's permissions.") from None
             self.notes.append(f"{exc.message} Kept it as {kept.name} and rebuilt the manifest from the finished panels.")
             return self._rebuild()
+        return load_records(self.root, manifest, full_panels)
 
     def update(self, change: Callable[[RunManifest], None]) -> RunManifest:
-        """Read-modify-write the manifest under the lock, so concurrent writers merge."""
+        """Read-modify-write the whole manifest under the lock, so concurrent writers merge.
+
+        Reads every record, so its cost grows with the panels: for run-level changes (once per
+        run). A panel's own changes go through ``update_panel``.
+        """
         with self.lock():
             manifest = self.read() or RunManifest(created=now_iso())
+            legacy = manifest._loaded_format != FORMAT or not self.manifest_path.exists()
+            before = {p.number: p.model_dump_json() for p in manifest.panels if p.done}
             change(manifest)
-            write_manifest(self.root, manifest)
+            for entry in manifest.panels:
+                if entry.done and (legacy or before.get(entry.number) != entry.model_dump_json()):
+                    write_record(self.root, entry)
+            self._index.write(self.root, manifest)
             return manifest
+
+    def update_panels(self, numbers: Iterable[int], change: Callable[[PanelEntry | None], PanelEntry | None]) -> dict[int, PanelEntry | None]:
+        """Change each of ``numbers``' entries under one hold of the lock; returns the new entries.
+
+        ``change`` gets the panel's full entry (None when the manifest has no such panel) and
+        returns the new one, or None to leave it. Only those panels' records and the small index
+        are read and written.
+        """
+        numbers = list(dict.fromkeys(numbers))
+        with self.lock():
+            manifest = self.read(full_panels=numbers) or RunManifest(created=now_iso())
+            if manifest._loaded_format != FORMAT:  # an older manifest: convert it once, wholly
+                load_records(self.root, manifest)
+            out: dict[int, PanelEntry | None] = {}
+            changed = False
+            for n in numbers:
+                old = manifest.panel(n)
+                new = change(old)
+                if new is None or new == old:  # nothing to write (a read-only folder stays readable)
+                    out[n] = old
+                    continue
+                if new.done:
+                    write_record(self.root, new)
+                manifest.set_panel(new)
+                out[n] = new
+                changed = True
+            if changed or manifest._loaded_format != FORMAT:
+                if manifest._loaded_format != FORMAT:
+                    for entry in manifest.panels:
+                        if entry.done and entry.number not in out:
+                            write_record(self.root, entry)
+                self._index.write(self.root, manifest)
+            return out
+
+    def update_panel(self, number: int, change: Callable[[PanelEntry | None], PanelEntry | None]) -> PanelEntry | None:
+        """``update_panels`` for one panel: the commit path, whose cost does not grow with the panels."""
+        return self.update_panels([number], change)[number]
+
+    def reserve_rerolls(self, numbers: list[int]) -> dict[int, int]:
+        """Hand out the next reroll count of each panel, persisted under the lock.
+
+        Two rerolls of one panel started together get different counts, hence different seeds:
+        the author asked for two takes and gets two. The count is one past the highest ever handed
+        out or made (``rerolls_reserved``, ``reroll``).
+        """
+        counts: dict[int, int] = {}
+
+        def bump(entry: PanelEntry | None, n: int) -> PanelEntry:
+            base = entry or PanelEntry(number=n)
+            counts[n] = max(base.reroll, base.rerolls_reserved) + 1
+            return base.model_copy(update={"rerolls_reserved": counts[n]})
+
+        with self.lock():
+            for n in numbers:
+                self.update_panels([n], lambda e, n=n: bump(e, n))
+        return counts
 
     def _panel_records(self) -> list[Path]:
         return sorted((self.root / "panels").glob(f"*/{PANEL_RECORD}"))
 
     def read_record(self, number: int) -> PanelEntry | None:
-        """A panel's own record (``panels/NN/panel.json``), when it is readable and its files exist."""
-        try:
-            entry = PanelEntry.model_validate_json((self.panel_dir(number) / PANEL_RECORD).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return entry if entry.number == number and entry.done and self.has_files(entry) else None
+        """A panel's own record (``panels/NN/panel.json``), when it is readable, done and its files are whole."""
+        entry = read_record_file(self.root, number)
+        return entry if entry is not None and entry.done and self.has_files(entry) else None
 
     def _rebuild(self) -> RunManifest:
         manifest = RunManifest(created=now_iso())
@@ -167,14 +246,18 @@ class RunFolder:
             entry = self.read_record(int(record.parent.name)) if record.parent.name.isdigit() else None
             if entry is not None:
                 manifest.set_panel(entry)
+        manifest._loaded_format = 0  # not on disk as it is: the next write writes it wholly
         return manifest
 
     # ------------------------------------------------------------------ claiming the folder
     def claim(self, story_path: Path) -> None:
-        """Make sure the folder is free or holds this story's run, then clean a killed run's leftovers.
+        """Claim the folder for this story, then clean a killed run's leftovers.
 
         A mistyped ``--out`` must never overwrite (or clean) someone's files or another story's
-        run, so the folder is judged before anything in it is touched; temporary files are removed
+        run, so the folder is judged before anything in it is touched. Checking that no other story
+        owns it and writing a manifest that names this story happen in one hold of the lock, so of
+        two stories racing into one new folder (``a/story.toml`` and ``b/story.toml`` both default
+        to ``runs/story/``) exactly one wins, before any model loads. Temporary files are removed
         only when no other run is active on the folder.
         """
         root = self.root
@@ -183,22 +266,25 @@ class RunFolder:
         if root.is_dir():
             if not os.access(root, os.W_OK):
                 raise IppromptError(f"Cannot write to the run folder {root} (read-only).", "Choose another --out, or fix its permissions.")
-            ours = {MANIFEST, LOCK, ACTIVE_LOCK, "panels", "refs", "history", "storyboard.html", "storyboard-single.html", "eval.json"}
-            foreign = [p.name for p in root.iterdir() if p.name not in ours and not is_temporary_name(p.name)]
+            ours = {MANIFEST, LOCK, ACTIVE_LOCK, "panels", "refs", "history", *PAGES, EVAL_FILE}
+            foreign = [p.name for p in root.iterdir() if p.name not in ours and not is_temporary_name(p.name) and not p.name.startswith(f"{MANIFEST}.damaged-")]
             if foreign and not self.manifest_path.exists() and not self._panel_records():
                 raise IppromptError(
                     f"{root} is not empty and holds no ipprompt run; nothing was written there.",
                     "Choose another --out (default: runs/<story name>/).",
                 )
+        story = Path(story_path).resolve()
         with self.lock():
-            manifest = self.read()
-            if manifest is not None and manifest.story.path and Path(manifest.story.path).resolve() != Path(story_path).resolve():
+            manifest = self.read(full_panels=())
+            if manifest is not None and manifest.story.path and Path(manifest.story.path).resolve() != story:
                 raise IppromptError(
                     f"{root} holds the run of another story ({manifest.story.path}); nothing was written there.",
                     "Choose another --out for this story.",
                 )
-            if manifest is not None and not self.manifest_path.exists():
-                write_manifest(root, manifest)  # rebuilt from panel records: say so on disk now
+            if manifest is None:
+                self.update(lambda m: setattr(m, "story", StoryInfo(path=str(story))))
+            elif not self.manifest_path.exists() or manifest._loaded_format != FORMAT:
+                self.update(lambda m: None)  # rebuilt from panel records, or older: say so on disk now
         if self.active.enter():  # no other run on this folder: what temporary files remain are stale
             removed = remove_stale_temporaries([root, root / "panels", *(root / "panels").glob("*/"), root / "refs", self.history_dir()])
             if removed:
@@ -209,185 +295,29 @@ class RunFolder:
         self.flush()
         self.active.leave()
 
-    # ------------------------------------------------------------------ panels
-    def has_files(self, entry: PanelEntry) -> bool:
-        files = [entry.image, entry.mask] + [c.grid for c in entry.candidates]
-        return all(isinstance(f, str) and (self.root / f).is_file() for f in files)
-
-    def begin_panel(self, number: int, overlay: "Overlay", reroll: int = 0) -> None:
-        """Before a panel is made again: mark it pending on disk, then move its old image to history.
-
-        In this order a Ctrl-C never leaves a "done" panel whose files are gone.
-        """
-        old: dict[str, PanelEntry | None] = {"entry": None}
-
-        def mark(manifest: RunManifest) -> None:
-            old["entry"] = manifest.panel(number)
-            manifest.set_panel(pending_entry(number, overlay, reroll))  # an interrupted reroll keeps its count
-
-        self.update(mark)
-        image = self.panel_image(number)
-        if image.is_file():
-            previous = old["entry"]
-            key = (previous.key if previous else None) or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-            history = self.history_path(number, key)
-            history.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(image, history)
-        pdir = self.panel_dir(number)
-        if pdir.is_dir():
-            shutil.rmtree(pdir, ignore_errors=True)
-
-    def commit_finished_pick(self, number: int, finished: "FinishedPick") -> PanelEntry:
-        """Write a picked candidate the run just finished (see ``pipeline.finish_pick``)."""
-        from ipprompt.pipeline.finish_pick import commit_finished_pick
-
-        return commit_finished_pick(self, number, finished)
-
-    def write_record(self, entry: PanelEntry) -> None:
-        """The panel's own record beside its files (what a damaged manifest is rebuilt from)."""
-        atomic_write_text(self.panel_dir(entry.number) / PANEL_RECORD, entry.model_dump_json(indent=1))
-
-    def keep_current_image(self, entry: PanelEntry, *, candidates_count: bool = True) -> Path | None:
-        """Before the panel image is replaced: copy it to ``history/`` unless a copy exists already.
-
-        An earlier history file with the same bytes is a copy, and so (``candidates_count``) is a
-        candidate's own file: picking between candidates adds nothing to history, while an image
-        found nowhere else is kept, so nothing is ever lost.
-        """
-        image = self.panel_image(entry.number)
-        if not image.is_file():
-            return None
-        data = image.read_bytes()
-        copies = [self.root / c.image for c in entry.candidates if c.image and candidates_count] + sorted(self.history_dir().glob(f"{entry.number:02d}-*.png"))
-        if any(p.is_file() and p.stat().st_size == len(data) and p.read_bytes() == data for p in copies):
-            return None
-        dest = self.history_path(entry.number, entry.key or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S"))
-        atomic_write_bytes(dest, data)
-        return dest
-
-    def thumb(self, ref: RefImage) -> str:
-        path = self.ref_thumb(ref.sha256)
-        if not path.exists():
-            image = ref.open()
-            image.thumbnail((THUMB_PX, THUMB_PX))
-            atomic_save_image(path, image, quality=85)
-        return self.rel(path)
-
-    def _ref_entry(self, ref: RefImage) -> RefEntry:
-        return RefEntry(sha256=ref.sha256, caption=ref.caption, score=ref.score, file=ref.path.name, thumb=self.thumb(ref))
-
-    def commit_async(self, result: "PanelResult") -> "Future[PanelEntry]":
-        """``commit`` on a background writer thread, so the GPU starts the next panel meanwhile.
-
-        One writer thread keeps commits in order; each still writes files, then the panel record,
-        then the manifest entry, so the manifest never names a panel done before its files exist.
-        Call ``flush`` before reading what a commit writes (continuity, rendering).
-        """
-        if self._writer is None:
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipprompt-writer")
-        future = self._writer.submit(self.commit, result)
-        self._pending.append(future)
-        return future
-
-    def flush(self) -> list[PanelEntry]:
-        """Wait for every background commit; the first write error is raised here."""
-        pending, self._pending = self._pending, []
-        return [f.result() for f in pending]
-
-    def commit(self, result: "PanelResult") -> PanelEntry:
-        """Write a made panel's files, its record, then its manifest entry (in that order)."""
-        job, search = result.job, result.search
-        n = job.number
-        pdir = self.panel_dir(n)
-        from ipprompt.pipeline.execute import grid_spec
-
-        atomic_save_image(pdir / "mask.png", target_mask(grid_spec(job)))
-        candidates = []
-        for c in search.candidates:
-            grid_path, cand_path = self._save_grid(pdir, c.index, c.canvas, chosen=c.index == search.chosen), pdir / f"cand-{c.index}.png"
-            if c.cell is not None:
-                atomic_save_image(cand_path, c.cell)
-            cells = [
-                CellEntry(row=p.cell[0], col=p.cell[1], element=p.element, pinned=p.pinned, sha256=p.ref.sha256, thumb=self.thumb(p.ref), caption=p.ref.caption)
-                for p in c.arrangement.placements
-            ]
-            candidates.append(
-                CandidateEntry(
-                    index=c.index,
-                    round=c.round,
-                    seed=c.seed,
-                    arrangement=ArrangementEntry(order=list(c.arrangement.order), offsets=list(c.arrangement.offsets), cells=cells),
-                    grid=self.rel(grid_path),
-                    image=self.rel(cand_path) if c.cell is not None else None,
-                    prompt=c.prompt or job.text,
-                    steps_run=c.steps_run,
-                    finished=c.finished,
-                    pruned=c.pruned,
-                    preview_scores=Scores(**c.preview_scores.to_json()) if c.preview_scores else None,
-                    scores=Scores(**c.scores.to_json()) if c.scores else None,
-                    chosen=c.index == search.chosen,
-                )
-            )
-        atomic_save_image(self.panel_image(n), search.image)
-        entry = pending_entry(n, job.overlay).model_copy(
-            update=dict(
-                status="done",
-                key=job.key,
-                content_key=job.content_key,
-                text=job.text,
-                description=job.description,
-                method=job.settings.method,
-                seed=job.seed,
-                reroll=job.reroll,
-                shape=job.shape,
-                elements=[
-                    ElementEntry(kind=e.kind, text=e.text, source=e.source, label=e.label, refs=[self._ref_entry(r) for r in refs])
-                    for e, refs in zip(job.elements, job.ranked)
-                ],
-                pinned=[self._ref_entry(r) for r in job.pinned],
-                mask=self.rel(pdir / "mask.png"),
-                candidates=candidates,
-                chosen=search.chosen,
-                scorer_choice=search.chosen,
-                image=self.rel(self.panel_image(n)),
-                settings=job.settings.model_dump(),
-                machine=result.machine,
-                fast=job.settings.fast,
-                loras=[LoraEntry(source=spec.source, scale=spec.scale) for spec in map(parse_lora, job.settings.lora_specs)],
-                rounds_run=search.rounds_run,
-                nfe=search.nfe,
-                seconds=result.seconds,
-                peak_gpu_bytes=result.peak_gpu_bytes,
-            )
-        )
-        self.write_record(entry)
-        self.update(lambda m: m.set_panel(entry))
-        return entry
-
-    @staticmethod
-    def _save_grid(pdir: Path, index: int, canvas: "Image.Image", *, chosen: bool) -> Path:
-        if chosen:
-            path = pdir / f"grid-{index}.png"
-            atomic_save_image(path, canvas)
-            return path
-        path = pdir / f"grid-{index}.jpg"
-        small = canvas.copy()
-        small.thumbnail((GRID_PREVIEW_SIDE, GRID_PREVIEW_SIDE))
-        atomic_save_image(path, small, quality=GRID_PREVIEW_QUALITY)
+    # ------------------------------------------------------------------ pages and evaluations
+    def write_storyboard(self, name: str, html: str) -> Path:
+        """Write a storyboard page (``storyboard.html`` or ``storyboard-single.html``) under the lock."""
+        if name not in PAGES:
+            raise ValueError(f"not a storyboard page: {name}")
+        path = self.root / name
+        with self.lock():
+            try:
+                same = path.is_file() and path.read_text(encoding="utf-8") == html
+            except (OSError, UnicodeDecodeError):
+                same = False
+            if not same:  # an unchanged page is not rewritten (a read-only run folder still renders)
+                atomic_write_text(path, html)
         return path
 
-
-def pending_entry(number: int, overlay: "Overlay", reroll: int = 0) -> PanelEntry:
-    """A panel not made (yet): only the story's text, which the storyboard shows in its frame."""
-    return PanelEntry(number=number, status="pending", shape=overlay.shape, reroll=reroll, **overlay_fields(overlay))
-
-
-def overlay_fields(overlay: "Overlay") -> dict[str, object]:
-    """The story text of a panel as manifest fields (refreshed on every run, kept panels too)."""
-    return {
-        "prompt": overlay.prompt,
-        "caption": overlay.caption,
-        "dialogue": [DialogueEntry(speaker=s, name=name, text=t) for s, name, t in overlay.dialogue],
-        "characters": [CharacterEntry(id=i, name=name) for i, name in overlay.characters],
-        "scene": overlay.scene,
-    }
+    def write_eval(self, change: Callable[[str | None], str]) -> Path:
+        """Read-modify-write ``eval.json`` under the lock (``change`` gets its text, None when absent
+        or unreadable, and returns the new text), so two evaluations never drop each other's result."""
+        path = self.root / EVAL_FILE
+        with self.lock():
+            try:
+                current: str | None = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                current = None
+            atomic_write_text(path, change(current))
+        return path

@@ -1,4 +1,4 @@
-"""Who is running on a run folder: a shared lock each run holds for its whole life.
+"""The run folder's two locks: who is running on it, and who is writing to it now.
 
 Temporary files are only stale when the process that wrote them is gone. Several processes may
 share one run folder (two GPUs, disjoint ``--panels``), so a starting run must not delete the
@@ -10,6 +10,8 @@ kernel drops the lock when a process dies, so a killed run never blocks the next
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 from typing import IO
 
@@ -50,3 +52,78 @@ class ActiveRun:
         if self._file is not None:
             self._file.close()  # closing drops the lock
             self._file = None
+
+
+class LockTimeout(Exception):
+    """The folder lock was not free within the wait."""
+
+
+class FolderLock:
+    """An exclusive lock on a run folder, across processes and threads, re-entrant in a thread.
+
+    ``flock`` on a lock file that is never deleted (deleting it would let a waiter lock a file
+    nobody else sees), held by one descriptor per ``FolderLock`` and opened only for the outermost
+    hold. Two ``FolderLock`` objects, even in one process, exclude each other; the kernel drops
+    the lock when a process dies, so a killed run never blocks the next. Standard library only:
+    writing a storyboard page takes this lock, and rendering needs neither Pillow nor more.
+    """
+
+    POLL_S = 0.05
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+        self._threads = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+        self._fallback: object | None = None
+
+    def acquire(self) -> None:
+        """Wait up to ``timeout`` seconds; ``LockTimeout`` then, ``OSError`` when the file cannot be opened."""
+        if not self._threads.acquire(timeout=self.timeout):
+            raise LockTimeout(str(self.path))
+        try:
+            if self._depth == 0:
+                self._lock_file()
+            self._depth += 1
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def _lock_file(self) -> None:
+        if fcntl is None:  # pragma: no cover - Windows
+            from filelock import FileLock, Timeout
+
+            lock = FileLock(str(self.path), timeout=self.timeout)
+            try:
+                lock.acquire()
+            except Timeout:
+                raise LockTimeout(str(self.path)) from None
+            self._fallback = lock
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise LockTimeout(str(self.path)) from None
+                time.sleep(self.POLL_S)
+            except BaseException:
+                os.close(fd)
+                raise
+        self._fd = fd
+
+    def release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            if self._fd is not None:
+                os.close(self._fd)  # closing drops the lock
+                self._fd = None
+            if self._fallback is not None:  # pragma: no cover - Windows
+                self._fallback.release()  # type: ignore[attr-defined]
+                self._fallback = None
+        self._threads.release()

@@ -6,7 +6,13 @@ literals in the runner, no defensive coercion in the renderer. Models allow extr
 manifest written by a newer ipprompt (or hand-annotated) still loads and round-trips.
 
 Format history: 1 (ipprompt 0.1: no method, shape, picks or per-candidate prompt) loads into this
-model with defaults; 2 is written now. Anything else is refused with a message that names the
+model with defaults; 2 held every panel's full entry inline. 3 is written now: ``manifest.json``
+holds the run-level facts and a small index of the panels (status, key, image, picks, story text),
+while a done panel's full entry (candidates, references, settings) lives in its own record,
+``panels/NN/panel.json``. A commit then rewrites one record and the small index, so the cost of a
+panel no longer grows with the number of panels (a 500-panel manifest was 24 MB, rewritten per
+panel). ``read_manifest`` assembles both into one ``RunManifest``, so readers see no difference;
+formats 1 and 2 still load as they are. Anything else is refused with a message that names the
 version that made it.
 """
 
@@ -17,14 +23,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from ipprompt.atomic import atomic_write_text
 from ipprompt.errors import IppromptError
 
 MANIFEST = "manifest.json"
-FORMAT = 2
-READABLE_FORMATS = (1, 2)
+FORMAT = 3
+READABLE_FORMATS = (1, 2, 3)
+PANEL_RECORD = "panel.json"
+# What a done panel's index entry leaves to its record: everything whose size grows with the
+# candidates, the references or the settings.
+RECORD_ONLY = frozenset({"candidates", "elements", "pinned", "settings", "machine", "loras", "text", "description", "mask"})
+# An index entry that says "my full entry is panels/NN/panel.json" (the path is derived from the
+# number, never read from the file, so a tampered index cannot point anywhere else).
+RECORD_MARK = "record"
 
 
 class _Model(BaseModel):
@@ -37,7 +49,7 @@ class Scores(_Model):
     total: float
     clip_t: float | None = None
     clip_i: float | None = None
-    per_element: list[float] = []
+    per_element: list[float] = Field(default_factory=list)
     method: str = "clip"
 
 
@@ -62,9 +74,9 @@ class CellEntry(_Model):
 
 
 class ArrangementEntry(_Model):
-    order: list[int] = []
-    offsets: list[int] = []
-    cells: list[CellEntry] = []
+    order: list[int] = Field(default_factory=list)
+    offsets: list[int] = Field(default_factory=list)
+    cells: list[CellEntry] = Field(default_factory=list)
 
 
 class CandidateEntry(_Model):
@@ -73,11 +85,13 @@ class CandidateEntry(_Model):
     index: int
     round: int = 0
     seed: int | None = None
-    arrangement: ArrangementEntry = ArrangementEntry()
+    arrangement: ArrangementEntry = Field(default_factory=ArrangementEntry)
     grid: str | None = None
     image: str | None = None
     preview_image: str | None = None  # a pruned candidate's preview, kept once the author had it finished
-    prompt: str | None = None  # the exact text sent to the generator
+    # The exact text sent to the generator; None (not stored) when it is the panel's own ``text``,
+    # so a long style is not copied into every candidate (see ``PanelEntry.candidate_prompt``).
+    prompt: str | None = None
     steps_run: int = 0
     finished: bool = False
     pruned: bool = False
@@ -91,7 +105,7 @@ class ElementEntry(_Model):
     text: str
     source: str | None = None
     label: str | None = None
-    refs: list[RefEntry] = []
+    refs: list[RefEntry] = Field(default_factory=list)
 
 
 class DialogueEntry(_Model):
@@ -119,8 +133,8 @@ class PanelEntry(_Model):
     status: Literal["pending", "done"] = "pending"
     prompt: str = ""
     caption: str | None = None
-    dialogue: list[DialogueEntry] = []
-    characters: list[CharacterEntry] = []
+    dialogue: list[DialogueEntry] = Field(default_factory=list)
+    characters: list[CharacterEntry] = Field(default_factory=list)
     scene: str | None = None
     shape: str = "square"
     # Everything below is set when the panel is done.
@@ -132,11 +146,14 @@ class PanelEntry(_Model):
     description: str | None = None  # what CLIP-T compares with (panel prompt + style)
     method: str = "dvp"
     seed: int | None = None
-    reroll: int = 0
-    elements: list[ElementEntry] = []
-    pinned: list[RefEntry] = []
+    reroll: int = 0  # the reroll count of the image shown (pending: of the image being made)
+    # The highest reroll count handed out (``RunFolder.reserve_rerolls``), so two rerolls started
+    # together get different counts, hence different seeds.
+    rerolls_reserved: int = 0
+    elements: list[ElementEntry] = Field(default_factory=list)
+    pinned: list[RefEntry] = Field(default_factory=list)
     mask: str | None = None
-    candidates: list[CandidateEntry] = []
+    candidates: list[CandidateEntry] = Field(default_factory=list)
     chosen: int | None = None  # the candidate whose image is the panel's
     scorer_choice: int | None = None  # what the scorer chose (``chosen`` differs after a pick)
     picked_by: Literal["scorer", "author"] = "scorer"
@@ -144,10 +161,10 @@ class PanelEntry(_Model):
     # A pruned (previewed) candidate the author picked: the next run of the panel finishes it.
     pick_to_finish: int | None = None
     image: str | None = None
-    settings: dict[str, Any] = {}
-    machine: dict[str, Any] = {}
+    settings: dict[str, Any] = Field(default_factory=dict)
+    machine: dict[str, Any] = Field(default_factory=dict)
     fast: bool = False  # made in --fast mode (few-step LoRA)
-    loras: list[LoraEntry] = []  # every LoRA fused into the generator, the fast one first
+    loras: list[LoraEntry] = Field(default_factory=list)  # every LoRA fused into the generator, the fast one first
     rounds_run: int | None = None
     nfe: int = 0
     seconds: float = 0.0
@@ -160,13 +177,23 @@ class PanelEntry(_Model):
     def candidate(self, index: int) -> CandidateEntry | None:
         return next((c for c in self.candidates if c.index == index), None)
 
+    def candidate_prompt(self, candidate: CandidateEntry) -> str:
+        """The text the candidate was generated from (stored only where it differs from ``text``)."""
+        return candidate.prompt if candidate.prompt is not None else (self.text or self.prompt)
+
+    def index_entry(self) -> dict[str, Any]:
+        """This panel as ``manifest.json``'s index holds it (a done panel: without its record's part)."""
+        if not self.done:
+            return self.model_dump(mode="json")
+        return {**self.model_dump(mode="json", exclude=RECORD_ONLY), RECORD_MARK: True}
+
 
 class StoryInfo(_Model):
     title: str = "Untitled story"
     path: str | None = None
     style: str = ""
-    characters: dict[str, dict[str, Any]] = {}
-    scenes: dict[str, dict[str, Any]] = {}
+    characters: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    scenes: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class Totals(_Model):
@@ -183,16 +210,20 @@ class RunManifest(_Model):
     tool: str = ""
     created: str = ""
     updated: str = ""
-    story: StoryInfo = StoryInfo()
-    settings: dict[str, Any] = {}  # every setting of the last run (RunSettings)
+    story: StoryInfo = Field(default_factory=StoryInfo)
+    settings: dict[str, Any] = Field(default_factory=dict)  # every setting of the last run (RunSettings)
     # The options given on command lines: later commands on the folder start from them.
-    options: dict[str, Any] = {}
-    machine: dict[str, Any] = {}
-    models: dict[str, Any] = {}
-    theme: dict[str, Any] = {}
-    grid: dict[str, Any] = {}
+    options: dict[str, Any] = Field(default_factory=dict)
+    machine: dict[str, Any] = Field(default_factory=dict)
+    models: dict[str, Any] = Field(default_factory=dict)
+    theme: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, Any] = Field(default_factory=dict)
     panels: list[PanelEntry] = Field(default_factory=list)
-    totals: Totals = Totals()
+    totals: Totals = Field(default_factory=Totals)
+    # Done panels whose entries are still index entries (their records not loaded; see ``load_records``).
+    _in_records: set[int] = PrivateAttr(default_factory=set)
+    # The format the file on disk had (an older one is rewritten wholly on the next write).
+    _loaded_format: int = PrivateAttr(default=FORMAT)
 
     def panel(self, number: int) -> PanelEntry | None:
         return next((p for p in self.panels if p.number == number), None)
@@ -201,6 +232,7 @@ class RunManifest(_Model):
         """Replace (or add) a panel entry, keeping panels in number order."""
         others = [p for p in self.panels if p.number != entry.number]
         self.panels = sorted([*others, entry], key=lambda p: p.number)
+        self._in_records.discard(entry.number)
 
     def refresh_totals(self) -> None:
         done = [p for p in self.panels if p.done]
@@ -213,6 +245,7 @@ class RunManifest(_Model):
         )
 
     def to_json(self) -> str:
+        """The whole manifest as one JSON document (every panel's full entry inline)."""
         return json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
 
 
@@ -221,31 +254,61 @@ def now_iso() -> str:
 
 
 class ManifestError(IppromptError):
-    """A manifest that exists but cannot be used as it is (damaged, wrong shape, other version)."""
+    """A manifest that exists but cannot be used as it is; the subclasses say which kind."""
 
 
-def parse_manifest(text: str, where: Path) -> RunManifest:
-    """Validate a manifest's text; every failure is a ManifestError naming the file and the key."""
+class ManifestDamaged(ManifestError):
+    """Damaged: not JSON, not UTF-8, cut short, the wrong shape. Rebuilt from the panels' records."""
+
+
+class ManifestFromOtherVersion(ManifestError):
+    """Written by another version of ipprompt (an unknown format): never rewritten."""
+
+
+class ManifestUnreadable(ManifestError):
+    """The file exists but cannot be read (permissions, I/O error): nothing to rebuild from."""
+
+
+def parse_manifest(text: str | bytes, where: Path) -> RunManifest:
+    """Validate a manifest's text; every failure is a ManifestError naming the file and the key.
+
+    A format-3 manifest's done panels come back as their index entries: ``load_records`` puts their
+    full entries in. Bytes that are not UTF-8 (a file cut inside a multi-byte character) are damage,
+    like JSON cut short.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ManifestDamaged(f"{where} is damaged (not valid UTF-8 text: {exc.reason} at byte {exc.start}).", _REPAIR_HINT) from None
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
-        raise ManifestError(f"{where} is damaged (not valid JSON: {exc}).", _REPAIR_HINT) from None
+        raise ManifestDamaged(f"{where} is damaged (not valid JSON: {exc}).", _REPAIR_HINT) from None
     if not isinstance(data, dict):
-        raise ManifestError(f"{where} is not an ipprompt manifest (a JSON {type(data).__name__}, not an object).", _REPAIR_HINT)
+        raise ManifestDamaged(f"{where} is not an ipprompt manifest (a JSON {type(data).__name__}, not an object).", _REPAIR_HINT)
     version = data.get("format")
     if version not in READABLE_FORMATS:
-        raise ManifestError(
+        raise ManifestFromOtherVersion(
             f"{where} has manifest format {version!r} (made by {data.get('tool') or 'another version of ipprompt'}); "
             f"this ipprompt reads formats {', '.join(map(str, READABLE_FORMATS))}.",
             "Render or export it with the version that made it, or run the story again into a new --out folder.",
         )
+    in_records: set[int] = set()
+    if version == 3 and isinstance(data.get("panels"), list):
+        for item in data["panels"]:
+            marked = isinstance(item, dict) and item.pop(RECORD_MARK, None) is True
+            if marked and item.get("status") == "done" and isinstance(item.get("number"), int):
+                in_records.add(item["number"])
     try:
         manifest = RunManifest.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
-        raise ManifestError(f"{where} has the wrong shape at '{key}': {first['msg']}.", _REPAIR_HINT) from None
+        raise ManifestDamaged(f"{where} has the wrong shape at '{key}': {first['msg']}.", _REPAIR_HINT) from None
     manifest.format = FORMAT
+    manifest._in_records = in_records
+    manifest._loaded_format = version
     return manifest
 
 
@@ -255,24 +318,17 @@ _REPAIR_HINT = (
 )
 
 
-def read_manifest(run_dir: Path) -> RunManifest:
-    """The run's manifest, or an IppromptError saying what is wrong and how to go on."""
-    run_dir = Path(run_dir)
-    path = run_dir / MANIFEST
-    hint = f"Run a story first: `ipprompt story run STORY.toml --out {run_dir}` (add `--backend preview` to plan without a model)."
-    if not run_dir.is_dir():
-        raise IppromptError(f"Run folder {run_dir} does not exist.", hint)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise IppromptError(f"{run_dir} is not a run folder: it has no {MANIFEST}.", hint) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"Cannot read {path}: {exc}", _REPAIR_HINT) from None
-    return parse_manifest(text, path)
+# The files (records, the index, the whole manifest) live in ``store``; callers import them from
+# here too, resolved on first use so that either module can be imported first.
+_STORE_NAMES = frozenset({
+    "index_json", "index_line", "load_records", "read_manifest", "read_manifest_bytes",
+    "read_record_file", "record_path", "write_index", "write_manifest", "write_record",
+})
 
 
-def write_manifest(run_dir: Path, manifest: RunManifest) -> None:
-    """Write atomically (callers that share a folder hold the run folder's lock)."""
-    manifest.updated = now_iso()
-    manifest.refresh_totals()
-    atomic_write_text(Path(run_dir) / MANIFEST, manifest.to_json())
+def __getattr__(name: str) -> Any:
+    if name in _STORE_NAMES:
+        from ipprompt.runfolder import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,9 +6,11 @@ that candidate), ``pick_auto`` returns to the scorer's choice, ``history`` lists
 images (``history/NN-*.png``: images replaced by a rerun or a reroll) and ``restore`` brings one
 back. A later run keeps all of this as long as the panel's key is unchanged.
 
-Every manifest change is a locked read-modify-write (``RunFolder.update``) and every file goes
-through the atomic writer. Nothing is ever deleted: the image a choice replaces stays where it
-was (a candidate's own file) or is copied to ``history/`` first.
+Nothing here writes a file: every change is ``RunFolder.change_done_panel`` (the panel's record
+and the index, under the folder's lock) and every image ``RunFolder.show_image``. Nothing is ever
+deleted: the image a choice replaces stays where it was (a candidate's own file) or is copied to
+``history/`` first. Every file named by the manifest is found through ``RunFolder.resolve``, so a
+tampered manifest cannot make a pick copy a file from outside the run folder.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from ipprompt.atomic import atomic_write_bytes
 from ipprompt.errors import IppromptError
 from ipprompt.runfolder.manifest import PanelEntry, RunManifest, read_manifest
 from ipprompt.runfolder.folder import RunFolder
+from ipprompt.runfolder.safepath import inside_or_none
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,20 @@ def _panel(manifest: RunManifest, run_dir: Path, number: int) -> PanelEntry:
     return entry
 
 
-def _done_panel(manifest: RunManifest, run_dir: Path, number: int) -> PanelEntry:
-    entry = _panel(manifest, run_dir, number)
+def _with_chosen(entry: PanelEntry, chosen: int | None, **update: object) -> PanelEntry:
+    """The entry with ``chosen`` as the panel's candidate (None: the image is not a candidate)."""
+    candidates = [c.model_copy(update={"chosen": c.index == chosen}) for c in entry.candidates]
+    return entry.model_copy(update={"candidates": candidates, "chosen": chosen, **update})
+
+
+def _change_panel(run_dir: Path, number: int, change: Callable[[RunFolder, PanelEntry], PanelEntry]) -> PanelEntry:
+    """Apply ``change`` to a done panel under the run folder's lock (its record and the index)."""
+    read_manifest(run_dir)  # a clear error when run_dir is no run folder
+    folder = RunFolder(run_dir)
+    return folder.change_done_panel(number, lambda entry: change(folder, _done_panel_entry(entry, folder.root, number)))
+
+
+def _done_panel_entry(entry: PanelEntry, run_dir: Path, number: int) -> PanelEntry:
     if not entry.done:
         raise IppromptError(
             f"Panel {number} of {run_dir} has not been made yet, so there is nothing to pick.",
@@ -55,41 +69,20 @@ def _done_panel(manifest: RunManifest, run_dir: Path, number: int) -> PanelEntry
     return entry
 
 
-def _with_chosen(entry: PanelEntry, chosen: int | None, **update: object) -> PanelEntry:
-    """The entry with ``chosen`` as the panel's candidate (None: the image is not a candidate)."""
-    candidates = [c.model_copy(update={"chosen": c.index == chosen}) for c in entry.candidates]
-    return entry.model_copy(update={"candidates": candidates, "chosen": chosen, **update})
-
-
-def _change_panel(run_dir: Path, number: int, change: Callable[[RunFolder, PanelEntry], PanelEntry]) -> PanelEntry:
-    """Apply ``change`` to a done panel under the run folder's lock; write the manifest and the panel's record."""
-    read_manifest(run_dir)  # a clear error when run_dir is no run folder
-    folder = RunFolder(run_dir)
-    result: dict[str, PanelEntry] = {}
-
-    def apply(manifest: RunManifest) -> None:
-        entry = change(folder, _done_panel(manifest, folder.root, number))
-        manifest.set_panel(entry)
-        result["entry"] = entry
-
-    folder.update(apply)
-    folder.write_record(result["entry"])
-    return result["entry"]
-
-
 def _show(folder: RunFolder, entry: PanelEntry, source: Path, *, to_history: bool = False) -> str:
-    """Make ``source`` the panel image, keeping the image it replaces (see ``keep_current_image``).
-
-    ``to_history`` (bringing back an earlier image): the current image goes to ``history/`` even
-    when a candidate holds the same pixels, so the history lists it to flip back to. Returns the
-    shape of the image now shown: an earlier image may have another shape than the
-    panel's candidates, and the storyboard frames the panel by it.
-    """
-    data = source.read_bytes()
-    folder.keep_current_image(entry, candidates_count=not to_history)
-    atomic_write_bytes(folder.panel_image(entry.number), data)
+    """Make ``source`` the panel image (``RunFolder.show_image``); returns the shape of the image
+    now shown: an earlier image may have another shape than the panel's candidates, and the
+    storyboard frames the panel by it."""
+    folder.show_image(entry, source, to_history=to_history)
     width, height = _size(source)
     return shape_of(width, height) if width and height else entry.shape
+
+
+def _candidate_image(folder: RunFolder, entry: PanelEntry, index: int, image: str | None) -> Path | None:
+    """The candidate's image file, checked to lie inside the run folder (``UnsafePath`` otherwise)."""
+    if not image:
+        return None
+    return folder.resolve(image, f"panels[{entry.number}].candidates[{index}].image")
 
 
 def pick(run_dir: str | Path, number: int, candidate: int) -> PanelEntry:
@@ -108,7 +101,7 @@ def pick(run_dir: str | Path, number: int, candidate: int) -> PanelEntry:
                 f"Panel {number} has no candidate {candidate} (its candidates: {have}).",
                 "The storyboard's inspector shows every candidate with the command that picks it.",
             )
-        image = folder.root / cand.image if cand.image else None
+        image = _candidate_image(folder, entry, candidate, cand.image)
         if cand.finished and not cand.pruned:
             if image is None or not image.is_file():
                 raise IppromptError(f"Candidate {candidate} of panel {number} has no image file ({cand.image}).", "Run the panel again with --force.")
@@ -127,7 +120,7 @@ def pick_auto(run_dir: str | Path, number: int) -> PanelEntry:
     def change(folder: RunFolder, entry: PanelEntry) -> PanelEntry:
         choice = entry.scorer_choice if entry.scorer_choice is not None else entry.chosen
         cand = entry.candidate(choice) if choice is not None else None
-        image = folder.root / cand.image if cand is not None and cand.image else None
+        image = _candidate_image(folder, entry, choice, cand.image) if cand is not None and choice is not None else None
         if image is None or not image.is_file():
             raise IppromptError(f"Panel {number}: the scorer's choice has no image file.", "Run the panel again with --force.")
         shape = _show(folder, entry, image)
@@ -138,9 +131,9 @@ def pick_auto(run_dir: str | Path, number: int) -> PanelEntry:
 
 def _size(path: Path) -> tuple[int | None, int | None]:
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as im:  # the header only
             return im.size
-    except (OSError, ValueError):
+    except (OSError, ValueError, Image.DecompressionBombError):
         return None, None
 
 
@@ -151,7 +144,9 @@ def history(run_dir: str | Path, number: int) -> list[HistoryImage]:
     folder = RunFolder(run_dir)
     current = folder.panel_image(number)
     now = current.read_bytes() if current.is_file() else None
-    files = sorted(folder.history_dir().glob(f"{number:02d}-*.png"), key=lambda p: (p.stat().st_mtime, p.name))
+    # A link in history/ that leads out of the run folder is no earlier image of this panel.
+    files = [p for p in folder.history_dir().glob(f"{number:02d}-*.png") if inside_or_none(folder.root, folder.rel(p)) is not None and p.is_file()]
+    files.sort(key=lambda p: (p.stat().st_mtime, p.name))
     out = []
     for path in files:
         width, height = _size(path)

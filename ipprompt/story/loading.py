@@ -27,6 +27,9 @@ from ipprompt.story.schema import (  # noqa: F401  (the schema, re-exported: ipp
     Shape,
     DEFAULT_FAST_LORA,
     FAST_DEFAULTS,
+    MAX_STORY_BYTES,
+    MAX_TEXT_CHARS,
+    MAX_TITLE_CHARS,
     Generation,
     Character,
     Scene,
@@ -210,6 +213,9 @@ def _pydantic_problems(error: ValidationError, lines: LineIndex) -> list[Problem
             bound = {"greater_than_equal": "at least", "less_than_equal": "at most", "greater_than": "more than", "less_than": "less than"}[kind]
             limit = next(iter(ctx.values()), "?")
             msg = f"must be {bound} {limit} (got {_short(e.get('input'))})"
+        elif kind == "string_too_long":
+            limit = e.get("ctx", {}).get("max_length", "?")
+            msg = f"too long ({len(str(e.get('input', '')))} characters; at most {limit} are accepted)"
         elif kind in ("too_short", "string_too_short"):
             msg = "must not be empty" if not e.get("input") else e["msg"].lower()
         else:
@@ -333,6 +339,13 @@ def line_of(story: Story, loc: tuple[Any, ...]) -> int | None:
 def load_story(path: str | Path) -> Story:
     """Read and validate a story file; the one entry point for stories."""
     path = Path(path)
+    try:
+        size = path.stat().st_size if path.is_file() else 0
+    except OSError:
+        size = 0
+    if size > MAX_STORY_BYTES:
+        raise StoryError(path, [Problem("", f"the file is {size:,} bytes; a story may be at most {MAX_STORY_BYTES:,} bytes (1 MiB) "
+                                            f"(texts at most {MAX_TEXT_CHARS} characters each)")])
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:

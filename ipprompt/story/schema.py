@@ -22,6 +22,13 @@ DEFAULT_FAST_LORA = "alimama-creative/FLUX.1-Turbo-Alpha"
 # What --fast changes unless the story or the command line sets the key itself:
 # 6 x 3 + 2 x 3 + 2 x 3 + 1 x 5 = 35 NFE per panel (<= 40).
 FAST_DEFAULTS = {"steps": 8, "preview_step": 3}
+# Sizes past any real story, refused with the limit named: a text is copied into each panel's
+# record (prompt, description), and a 9.5 MB style once made a 290 MB manifest. The text encoders
+# read at most 512 tokens (T5; CLIP 77), about 2,000 characters, so 4,000 loses nothing.
+MAX_TEXT_CHARS = 4000
+MAX_TITLE_CHARS = 200
+MAX_STORY_BYTES = 2**20
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
 
 
 class _Strict(BaseModel):
@@ -105,27 +112,27 @@ class Generation(_Strict):
 
 
 class Character(_Strict):
-    name: str | None = None
-    description: str = Field(min_length=1)
+    name: str | None = Field(None, max_length=MAX_TITLE_CHARS)
+    description: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     refs: list[str] = []
 
 
 class Scene(_Strict):
-    name: str | None = None
-    description: str = Field(min_length=1)
+    name: str | None = Field(None, max_length=MAX_TITLE_CHARS)
+    description: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
 
 
 class Dialogue(_Strict):
     speaker: str = Field(min_length=1)
-    text: str = Field(min_length=1)
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
 
 
 class Panel(_Strict):
-    prompt: str = Field(min_length=1)
+    prompt: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     characters: list[str] = []
     scene: str | None = None
-    elements: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]] = []
-    caption: str | None = None
+    elements: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_CHARS)]] = []
+    caption: str | None = Field(None, max_length=MAX_TEXT_CHARS)
     dialogue: list[Dialogue] = []
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
     shape: Shape | None = None  # None: [generation] shape
@@ -134,9 +141,9 @@ class Panel(_Strict):
 class StoryDocument(_Strict):
     """The TOML document as written (before references are resolved)."""
 
-    title: str = Field(min_length=1)
+    title: str = Field(min_length=1, max_length=MAX_TITLE_CHARS)
     theme: str = Field(min_length=1)
-    style: str = ""
+    style: str = Field("", max_length=MAX_TEXT_CHARS)
     generation: Generation = Generation()
     characters: dict[str, Character] = {}
     scenes: dict[str, Scene] = {}

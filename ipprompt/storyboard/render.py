@@ -25,10 +25,10 @@ from urllib.parse import quote
 import jinja2
 
 from ipprompt.backends.registry import runs_no_model
-from ipprompt.atomic import atomic_write_text
 from ipprompt.errors import IppromptError
 from ipprompt.evaluate.results import eval_for_page
 from ipprompt.storyboard.page import add_pick_views, page_layouts, run_argument
+from ipprompt.runfolder.safepath import inside_or_none
 from ipprompt.runfolder.manifest import (
     MANIFEST,
     CandidateEntry,
@@ -121,15 +121,10 @@ def _safe_relative(run_dir: Path, rel: Any) -> Path | None:
     """The file a manifest path names, or None when it is absent or points outside the run folder.
 
     The manifest is a file on disk that anyone could edit: a path such as ``javascript:...`` or
-    ``../../etc/passwd`` must never become a link.
+    ``../../etc/passwd`` must never become a link (the one check: ``RunFolder.resolve``).
     """
-    if not isinstance(rel, str) or not rel or "\\" in rel or ":" in rel:
-        return None
-    parts = PurePosixPath(rel)
-    if parts.is_absolute() or ".." in parts.parts:
-        return None
-    path = run_dir.joinpath(*parts.parts)
-    return path if path.is_file() else None
+    path = inside_or_none(run_dir, rel)
+    return path if path is not None and path.is_file() else None
 
 
 def relative_urls(run_dir: Path) -> UrlFor:
@@ -350,14 +345,6 @@ def storyboard_context(
 # --------------------------------------------------------------------------- entry points
 
 
-def _write_page(path: Path, html: str) -> None:
-    """Write via a temporary file and an atomic rename, readable by all (0644).
-
-    A static web server usually runs as another user, so the page must not keep mkstemp's 0600.
-    """
-    atomic_write_text(path, html)
-
-
 def render_storyboard(run_dir: str | Path, *, single_file: bool = False, templates: Path | None = None) -> Path:
     """Write the run's storyboard (``storyboard.html``, or ``storyboard-single.html``) and return its path.
 
@@ -378,9 +365,9 @@ def render_storyboard(run_dir: str | Path, *, single_file: bool = False, templat
             f"Cannot render the storyboard{where}: {location}{exc}",
             "Fix or remove the overriding template; the built-in ones need no changes.",
         ) from None
-    out = root / (STORYBOARD_SINGLE if single_file else STORYBOARD)
-    _write_page(out, html)
-    return out
+    from ipprompt.runfolder.folder import RunFolder  # Pillow only when writing, not to import this module
+
+    return RunFolder(root).write_storyboard(STORYBOARD_SINGLE if single_file else STORYBOARD, html)
 
 
 def storyboard_path(run_dir: str | Path) -> Path:

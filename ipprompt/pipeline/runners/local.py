@@ -67,7 +67,7 @@ class LocalRunner:
         for i, job in enumerate(jobs):
             if job.waiting:
                 self.folder.flush()  # the previous panel's image must be on disk
-            manifest = self.folder.read() or RunManifest()
+            manifest = self.folder.read(full_panels=[job.number]) or RunManifest()  # others: index entries
             decision = decide(self.folder, manifest, job, force=force, remake_picked=remake_picked)
             job = decision.job
             if decision.action in (Action.KEEP, Action.KEEP_PICKED):

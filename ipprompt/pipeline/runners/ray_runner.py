@@ -238,7 +238,7 @@ class RayRunner:
 
     def _dispatch(self, state: "_Schedule", pool: WorkerPool | None) -> None:
         """Keep what ``decide`` keeps, and send the rest to idle workers, in story order."""
-        manifest = self.folder.read() or RunManifest()
+        manifest = self.folder.read(full_panels=[j.number for j in state.pending]) or RunManifest()  # the rest: index entries
         in_run = {j.number for j in state.pending} | {j.number for _, j in state.inflight.values()}
         for job in list(state.pending):
             if job.waiting and job.continuity_from in in_run and job.continuity_from not in state.finished:
