@@ -28,11 +28,15 @@ def run(
     seed: Optional[int] = typer.Option(None, help="Base seed (a panel's own seed wins)."),
     rounds: Optional[int] = typer.Option(None, help="Refinement rounds after the first (default 2)."),
     method: Optional[str] = typer.Option(None, help="dvp (ours: search, pruning, refinement) or reference (IP-Prompter's method, reproduced exactly)."),
-    search: Optional[str] = typer.Option(None, help="pruned (finish only the best previews) or exhaustive (finish all)."),
-    preview_step: Optional[int] = typer.Option(None, "--preview-step", help="Step at which pruned search scores previews."),
-    keep: Optional[int] = typer.Option(None, help="Best previews pruned search finishes at the end (default 1)."),
+    search: Optional[str] = typer.Option(None, help="pruned (judge previews at rungs by noise level) or exhaustive (finish all)."),
+    budget: Optional[str] = typer.Option(None, help="Search size: fast (<= 60 NFE/panel), balanced (default, <= 150) or thorough (<= 300)."),
+    rungs: Optional[str] = typer.Option(None, help="Noise levels σ at which candidates are judged, highest first, e.g. 0.95,0.85 (default: the budget's, or a calibration profile's)."),
+    finish: Optional[int] = typer.Option(None, help="Candidates the last rung keeps and runs to the end (default 2)."),
+    calibration: Optional[str] = typer.Option(None, help="auto (use a matching `ipprompt calibrate` profile for the rungs) or off."),
+    cache: Optional[str] = typer.Option(None, help="none, or fbcache[:THRESHOLD]: FLUX First Block Cache (faster steps; pixels differ from an uncached run)."),
+    one_seed: Optional[bool] = typer.Option(None, "--one-seed/--no-one-seed", help="Every panel starts from the base seed, as one multi-frame reference run does."),
     refine: Optional[int] = typer.Option(None, help="New arrangements per refinement round (default 2)."),
-    fast: Optional[bool] = typer.Option(None, "--fast/--no-fast", help="Few-step LoRA (FLUX.1-Turbo-Alpha), 8 steps: <= 40 NFE per panel."),
+    fast: Optional[bool] = typer.Option(None, "--fast/--no-fast", help="Few-step LoRA (FLUX.1-Turbo-Alpha), 8 steps, no refinement: <= 40 NFE per panel."),
     lora: Optional[List[str]] = typer.Option(None, "--lora", help="LoRA to fuse: hub id or .safetensors path, optional :SCALE (repeatable; replaces the story's loras)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print planned NFE and projected time for this GPU; load no model, make nothing."),
     continuity: Optional[bool] = typer.Option(None, "--continuity/--no-continuity", help="Use the previous panel as a reference."),
@@ -73,8 +77,9 @@ def run(
 
     overrides = dict(
         backend=backend, model=model, encoder=encoder, candidates=candidates, steps=steps, seed=seed,
-        rounds=rounds, search=search, preview_step=preview_step, keep=keep, refine=refine, continuity=continuity,
+        rounds=rounds, search=search, refine=refine, continuity=continuity,
         tile=tile, grid=grid, shape=shape, method=method, fast=fast, loras=list(lora) if lora else None,
+        budget=budget, rungs=_sigmas(rungs), finish=finish, calibration=calibration, cache=cache, one_seed=one_seed,
     )
     if dry_run:
         _dry_run(story_path, panels, device, offload, quantize, vae_tiling, compile, attention, overrides, ray, workers)
@@ -113,12 +118,14 @@ def _dry_run(story_path: Path, panels: Optional[str], device: str, offload: str,
         plan = dry_run(story, settings, numbers, device=device, compiled=compile)
     except IppromptError as error:
         raise fail(error)
+    from ipprompt.dvp.methods import method_of
+
     proj = plan["projection"]
     mode = "fast, " if settings.fast else ""
-    if settings.method == "reference":
-        how = f"reference method (every permutation), {settings.steps} steps"
+    if not method_of(settings.method).rungs:
+        how = f"{method_of(settings.method).title}, {settings.steps} steps"
     elif search_settings(settings).pruned:
-        how = f"pruned search, {settings.steps} steps, preview at step {settings.preview_step}"
+        how = f"rungs by noise level, budget {settings.budget}, {settings.steps} steps"
     else:
         how = f"exhaustive search (no previews), {settings.steps} steps"
     title = f"Dry run: {story.title} — {mode}{how}, canvas {plan['canvas']}²"
@@ -134,6 +141,10 @@ def _dry_run(story_path: Path, panels: Optional[str], device: str, offload: str,
         table.add_row(str(b.number), str(b.elements), str(b.arrangements), str(b.nfe), "-" if sps is None else f"{b.nfe * sps:.1f}s")
     table.add_row("all", "", "", str(plan["total_nfe"]), "-" if plan["seconds"] is None else f"{plan['seconds'] / 60:.1f} min", style="bold")
     console.print(table)
+    for line in rung_lines(plan["panels"]):
+        console.print(escape(line), soft_wrap=True)
+    for note in settings.legacy_notes:
+        console.print(escape(f"note: {note}"), soft_wrap=True)
     if settings.lora_specs:
         console.print("LoRAs: " + escape(", ".join(settings.lora_specs)))
     if sps is None:
@@ -144,6 +155,37 @@ def _dry_run(story_path: Path, panels: Optional[str], device: str, offload: str,
     else:
         console.print(escape(f"GPU: {proj.gpu} ({proj.known} table, {proj.source}): {sps:.3f} s/step; transformer time only"))
     console.print("No model was loaded and nothing was written.")
+
+
+def _sigmas(text: Optional[str]) -> Optional[list[float]]:
+    """``--rungs 0.95,0.85`` -> [0.95, 0.85] (the schema checks the values)."""
+    if text is None:
+        return None
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise fail(IppromptError(f"--rungs {text!r} is not a list of numbers.", "Example: --rungs 0.95,0.85")) from None
+
+
+def rung_lines(budgets: list) -> list[str]:
+    """One line per distinct canvas: every rung's step and σ, what it keeps, and where the rungs came from."""
+    from ipprompt.dvp.rungs import NFE_LIMITS, limit_problems
+
+    lines, seen = [], set()
+    for b in budgets:
+        s = b.schedule
+        if s is None or (b.canvas, b.tried) in seen:
+            continue
+        seen.add((b.canvas, b.tried))
+        parts = [f"step {r.step} σ {r.sigma:.3f} keeps {k}" for r, k in zip(s.rungs, s.survivors(b.tried))]
+        budget = s.source.removeprefix("budget ")
+        problems = limit_problems(s, b.tried, NFE_LIMITS[budget]) if budget in NFE_LIMITS else []
+        check = f" (outside the defaults' limits: {'; '.join(problems)})" if problems else ""
+        lines.append(
+            f"Rungs at {b.canvas[0]}x{b.canvas[1]} for {b.tried} arrangements, from the {s.source}: " + ", ".join(parts)
+            + f"; {s.survivors(b.tried)[-1]} finished at step {s.steps}{check}"
+        )
+    return lines
 
 
 def _print_summary(result: "RunResult") -> None:
@@ -184,6 +226,10 @@ def _print_summary(result: "RunResult") -> None:
     console.print(table)
     finished = f", finished {len(result.finished)} picked preview(s)" if result.finished else ""
     console.print(f"made {len(result.generated)}, kept {len(result.reused)}{finished}; retrieval: {escape(str(m.models.get('retrieval')))}")
+    used = {(tuple((r.get("step"), r.get("sigma")) for r in p.rungs), p.schedule_source) for p in done if p.number in result.generated and p.rungs}
+    for steps_sigmas, source in sorted(used, key=str):
+        rungs = ", ".join(f"step {k} σ {sigma}" for k, sigma in steps_sigmas)
+        console.print(escape(f"rungs: {rungs} (from the {source})"), soft_wrap=True)
     if any(p.picked_by == "author" for p in done):
         console.print("* picked by the author (`ipprompt story pick`)")
     if result.storyboard:

@@ -16,7 +16,8 @@ from typing import Any
 
 from ipprompt.backends.base import Backend
 from ipprompt.dvp.grid import GridSpec
-from ipprompt.dvp.search import CandidateSearch, PanelPrompt, SearchProgress, SearchResult, SearchSettings
+from ipprompt.dvp.methods import method_of
+from ipprompt.dvp.search import PanelPrompt, SearchProgress, SearchResult, SearchSettings
 from ipprompt.errors import IppromptError
 from ipprompt.pipeline.plan import PanelJob
 from ipprompt.dvp.scoring import Scorer
@@ -67,6 +68,10 @@ def grid_spec(job: PanelJob) -> GridSpec:
 
 def search_settings(settings: "Generation") -> SearchSettings:
     """The search's share of a story's [generation] settings."""
+    import json
+
+    from ipprompt.backends.lora import lora_fingerprint
+
     s = settings
     return SearchSettings(
         candidates=s.candidates,
@@ -74,10 +79,14 @@ def search_settings(settings: "Generation") -> SearchSettings:
         steps=s.steps,
         guidance=s.guidance,
         search=s.search,
-        preview_step=s.preview_step,
-        keep=s.keep,
         method=s.method,
         refine=s.refine,
+        rungs=tuple(s.rungs) if s.rungs is not None else None,
+        finish=s.finish,
+        budget=s.budget,
+        calibration=s.calibration,
+        model=s.model,
+        loras=tuple(json.dumps(lora_fingerprint(spec), sort_keys=True) for spec in s.lora_specs),
     )
 
 
@@ -110,7 +119,8 @@ def execute(job: PanelJob, backend: Backend, scorer: Scorer, progress: SearchPro
 
         torch.cuda.reset_peak_memory_stats(device)
     started = time.perf_counter()
-    search = CandidateSearch(backend, scorer, grid_spec(job), search_settings(job.settings), progress)
+    search_class = method_of(job.settings.method).search_class()
+    search = search_class(backend, scorer, grid_spec(job), search_settings(job.settings), progress)
     with out_of_memory_is_a_user_error(f"panel {job.number}"):
         result = search.run(panel_prompt(job))
     seconds = time.perf_counter() - started

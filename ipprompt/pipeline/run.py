@@ -26,7 +26,7 @@ from pydantic import ValidationError
 import ipprompt
 from ipprompt.backends.base import Backend
 from ipprompt.backends.factory import MachineOptions, check_inputs, create_encoder, planned_dtype
-from ipprompt.dvp.ipprompter import reference_problems
+from ipprompt.dvp.methods import method_problems
 from ipprompt.errors import IppromptError
 from ipprompt.runfolder.manifest import RunManifest, StoryInfo
 from ipprompt.pipeline.plan import PanelJob, overlay_of, plan_panels
@@ -76,7 +76,7 @@ def apply_overrides(generation: Generation, overrides: dict[str, Any]) -> Genera
     """The story's [generation] with command-line values on top, validated by the same schema."""
     given = {k: v for k, v in overrides.items() if v is not None}
     # Only what the story wrote, so that keys with mode-dependent defaults (--fast) follow the mode;
-    # a --fast given here also outranks the story's steps/preview_step (not this command's own).
+    # a --fast given here also outranks the story's steps/rounds (not this command's own).
     written = generation.model_dump(exclude_unset=True)
     if given.get("fast"):
         written = {k: v for k, v in written.items() if k not in FAST_DEFAULTS}
@@ -169,7 +169,7 @@ def preflight(
     if check_machine and ray is None:  # Ray workers check on their own nodes
         check_inputs(settings.backend, machine, settings.lora_specs)
     numbers = parse_panel_selection(panels, len(story.panels)) if isinstance(panels, str) else (panels or list(range(1, len(story.panels) + 1)))
-    reference_problems(story, settings, numbers)  # what the reference method cannot lay out
+    method_problems(story, settings, numbers)  # what the method cannot lay out
     return story, settings, numbers
 
 
@@ -196,7 +196,7 @@ def run_story(
     """Run a story from Python exactly as ``ipprompt story run`` does.
 
     ``overrides`` are [generation] keys (backend, model, encoder, steps, candidates, seed, rounds,
-    search, preview_step, keep, continuity, tile, grid, guidance, method); None means "as in the story".
+    search, budget, rungs, finish, cache, continuity, tile, grid, guidance, method); None means "as in the story".
     ``reroll`` makes the selected panels again with a fresh seed, which later runs keep.
     ``ray`` (``auto``, ``local`` or a cluster address) makes the panels on Ray workers, one per GPU
     (at most ``workers``).
