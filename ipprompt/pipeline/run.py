@@ -167,7 +167,7 @@ def preflight(
     settings = apply_overrides(story.generation, overrides)
     check_ray_options(ray, workers, machine)
     if check_machine and ray is None:  # Ray workers check on their own nodes
-        check_inputs(settings.backend, machine, settings.lora_specs)
+        check_inputs(settings.backend, machine, settings.lora_specs, settings.cache)
     numbers = parse_panel_selection(panels, len(story.panels)) if isinstance(panels, str) else (panels or list(range(1, len(story.panels) + 1)))
     method_problems(story, settings, numbers)  # what the method cannot lay out
     return story, settings, numbers
