@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ipprompt.backends.lora import lora_fingerprint
-from ipprompt.story.elements import Element, extract_elements, panel_description, panel_text
+from ipprompt.story.elements import Element, extract_elements, panel_description
 from ipprompt.dvp.grid import RefImage
 from ipprompt.errors import IppromptError
 from ipprompt.dvp.methods import method_of, method_problems
