@@ -44,6 +44,18 @@ def _reference_prompt(panel: "Panel", story: "Story") -> str:
     return reference_prompt(reference_text(panel, story))
 
 
+def _dvp_description(panel: "Panel", story: "Story") -> str:
+    from ipprompt.story.elements import panel_description
+
+    return panel_description(panel, story)
+
+
+def _reference_description(panel: "Panel", story: "Story") -> str:
+    from ipprompt.story.elements import reference_text
+
+    return reference_text(panel, story)  # the reference scores CLIP-T against the frame's text as written
+
+
 def _no_problems(story: "Story", settings: "Generation", numbers: Sequence[int] | None = None) -> None:
     return None
 
@@ -62,6 +74,7 @@ class Method:
     title: str  # for the dry run's heading
     search_class: Callable[[], type["CandidateSearch"]]
     prompt: Callable[["Panel", "Story"], str]
+    description: Callable[["Panel", "Story"], str]  # what CLIP-T compares the cell with
     problems: Callable[..., None]  # raises a StoryError for what it cannot lay out
     rungs: bool  # candidates judged at rungs (else every candidate runs to the end)
     all_orderings: bool  # round 0 tries every ordering (else at most ``candidates``)
@@ -83,11 +96,11 @@ class Method:
 
 METHODS: dict[str, Method] = {
     "dvp": Method(
-        "dvp", "DVP", _dvp_search, _dvp_prompt, _no_problems,
+        "dvp", "DVP", _dvp_search, _dvp_prompt, _dvp_description, _no_problems,
         rungs=True, all_orderings=False, offers_pinned=False, image_mode="upright",
     ),
     "reference": Method(
-        "reference", "reference method (every permutation)", _reference_search, _reference_prompt, _reference_problems,
+        "reference", "reference method (every permutation)", _reference_search, _reference_prompt, _reference_description, _reference_problems,
         rungs=False, all_orderings=True, offers_pinned=True, image_mode="reference", steps=50,
     ),
 }

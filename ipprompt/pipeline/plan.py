@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ipprompt.backends.lora import lora_fingerprint
-from ipprompt.story.elements import Element, extract_elements, panel_description
+from ipprompt.story.elements import Element, extract_elements
 from ipprompt.dvp.grid import RefImage
 from ipprompt.errors import IppromptError
 from ipprompt.dvp.methods import method_of, method_problems
@@ -213,7 +213,7 @@ def plan_panels(
             tuple(RefImage(m.image.sha256, m.image.path, m.image.caption, round(float(m.score), 6)) for m in em.refs) for em in matches
         )
         reroll = (rerolls or {}).get(n, 0)
-        description = panel_description(panel, story)
+        description = method.description(panel, story)
         jobs.append(
             PanelJob(
                 number=n,
