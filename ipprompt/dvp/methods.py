@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ipprompt.dvp.grid import RefImage
     from ipprompt.dvp.rungs import Schedule
     from ipprompt.dvp.search import CandidateSearch, SearchSettings
     from ipprompt.story.loading import Generation, Panel, Story
@@ -56,6 +57,23 @@ def _reference_description(panel: "Panel", story: "Story") -> str:
     return reference_text(panel, story)  # the reference scores CLIP-T against the frame's text as written
 
 
+def _theme_pool(library: Any, texts: Sequence[str], k: int, exclude_top: int, pinned: Sequence[str]) -> tuple[tuple["RefImage", ...], ...]:
+    """Our retrieval: every image of the theme (once per distinct image), pinned ones left out."""
+    from ipprompt.dvp.grid import RefImage
+
+    matches = library.match(list(texts), k=k, exclude_top=exclude_top, pinned=pinned)
+    return tuple(
+        tuple(RefImage(m.image.sha256, m.image.path, m.image.caption, round(float(m.score), 6)) for m in em.refs) for em in matches
+    )
+
+
+def _reference_pool(library: Any, texts: Sequence[str], k: int, exclude_top: int, pinned: Sequence[str]) -> tuple[tuple["RefImage", ...], ...]:
+    """The reference's pool: the theme folder's top-level .jpg/.jpeg/.png files, duplicates kept."""
+    from ipprompt.dvp.reference_pool import reference_match
+
+    return tuple(tuple(refs) for refs in reference_match(library, texts, k=k, exclude_top=exclude_top))
+
+
 def _no_problems(story: "Story", settings: "Generation", numbers: Sequence[int] | None = None) -> None:
     return None
 
@@ -76,6 +94,7 @@ class Method:
     prompt: Callable[["Panel", "Story"], str]
     description: Callable[["Panel", "Story"], str]  # what CLIP-T compares the cell with
     problems: Callable[..., None]  # raises a StoryError for what it cannot lay out
+    retrieve: Callable[..., tuple[tuple["RefImage", ...], ...]]  # (library, texts, k, exclude_top, pinned) -> per element
     rungs: bool  # candidates judged at rungs (else every candidate runs to the end)
     all_orderings: bool  # round 0 tries every ordering (else at most ``candidates``)
     offers_pinned: bool  # pinned references stay in the retrieval pool
@@ -96,11 +115,11 @@ class Method:
 
 METHODS: dict[str, Method] = {
     "dvp": Method(
-        "dvp", "DVP", _dvp_search, _dvp_prompt, _dvp_description, _no_problems,
+        "dvp", "DVP", _dvp_search, _dvp_prompt, _dvp_description, _no_problems, _theme_pool,
         rungs=True, all_orderings=False, offers_pinned=False, image_mode="upright",
     ),
     "reference": Method(
-        "reference", "reference method (every permutation)", _reference_search, _reference_prompt, _reference_description, _reference_problems,
+        "reference", "reference method (every permutation)", _reference_search, _reference_prompt, _reference_description, _reference_problems, _reference_pool,
         rungs=False, all_orderings=True, offers_pinned=True, image_mode="reference", steps=50,
     ),
 }

@@ -208,10 +208,7 @@ def plan_panels(
         pinned = _pinned(story, panel.characters)
         # The reference method leaves pinned images in the retrieval pool; DVP places them anyway.
         offered = () if method.offers_pinned else [p.sha256 for p in pinned]
-        matches = library.match([e.text for e in elements], k=RETRIEVAL_K, exclude_top=EXCLUDE_TOP, pinned=offered)
-        ranked = tuple(
-            tuple(RefImage(m.image.sha256, m.image.path, m.image.caption, round(float(m.score), 6)) for m in em.refs) for em in matches
-        )
+        ranked = method.retrieve(library, [e.text for e in elements], RETRIEVAL_K, EXCLUDE_TOP, offered)
         reroll = (rerolls or {}).get(n, 0)
         description = method.description(panel, story)
         jobs.append(

@@ -28,6 +28,7 @@ from ipprompt.backends.base import Backend
 from ipprompt.backends.factory import MachineOptions, check_inputs, create_encoder, planned_dtype
 from ipprompt.dvp.methods import method_problems
 from ipprompt.errors import IppromptError
+from ipprompt.pipeline.threads import cpu_threads_key
 from ipprompt.runfolder.manifest import RunManifest, StoryInfo
 from ipprompt.pipeline.plan import PanelJob, overlay_of, plan_panels
 from ipprompt.progress import RunProgress, SilentProgress
@@ -173,6 +174,16 @@ def preflight(
     return story, settings, numbers
 
 
+def _device_type(backend: Backend | None, machine: MachineOptions) -> str | None:
+    """Where the generator computes: the given backend's device, else the one ``--device`` picks."""
+    device = getattr(backend, "device", None) if backend is not None else None
+    if device is not None:
+        return getattr(device, "type", str(device))
+    from ipprompt.backends.factory import resolve_device
+
+    return resolve_device(machine.device).type
+
+
 def run_story(
     path: str | Path,
     *,
@@ -221,6 +232,8 @@ def run_story(
         # 5. plan
         dtype = (backend_instance.stats().get("dtype") if backend_instance is not None else None) or planned_dtype(settings.backend, machine)
         machine_key = {"quantize": machine.quantize, "vae_tiling": machine.vae_tiling, "dtype": dtype}
+        if settings.backend != "preview":
+            machine_key.update(cpu_threads_key(settings.backend, _device_type(backend_instance, machine)))
         jobs: list[PanelJob] = plan_panels(story, settings, library, numbers, machine_key=machine_key, rerolls=_rerolls(manifest, numbers, reroll))
         # 6. execute
         if ray is not None:

@@ -160,7 +160,9 @@ class PanelWorker:
     def make(self, job: PanelJob, embeddings: dict[str, np.ndarray]) -> Any:
         """Make one panel; returns its ``PanelResult``."""
         from ipprompt.pipeline.execute import execute
+        from ipprompt.pipeline.threads import use_job_threads
 
+        use_job_threads(job.machine_key)  # a CPU job computes with the local run's thread count
         self.load()
         self.known.update(embeddings)
         reporter = _Reporter(self, job.number)
@@ -175,7 +177,9 @@ class PanelWorker:
     def finish(self, job: PanelJob, entry: Any, embeddings: dict[str, np.ndarray]) -> Any:
         """Finish the candidate the author picked from its preview; returns a ``FinishedPick``."""
         from ipprompt.pipeline.finish_pick import finish_pick
+        from ipprompt.pipeline.threads import use_job_threads
 
+        use_job_threads(job.machine_key)
         self.load()
         self.known.update(embeddings)
         reporter = _Reporter(self, job.number)
