@@ -155,7 +155,9 @@ def run_mode(backend: FluxFillBackend, scorer: Scorer, spec: GridSpec, settings:
     clock = TransformerClock(backend.pipe.transformer, cuda)
     started = time.perf_counter()
     try:
-        search = CandidateSearch(backend, scorer, spec, settings)
+        from ipprompt.dvp.methods import method_of
+
+        search = method_of(settings.method).search_class()(backend, scorer, spec, settings)
         result = search.run(prompt)
         if cuda:
             torch.cuda.synchronize(device)
@@ -178,6 +180,7 @@ def run_mode(backend: FluxFillBackend, scorer: Scorer, spec: GridSpec, settings:
         "finished": sum(c.finished for c in result.candidates),
         "rounds_run": result.rounds_run,
         "chosen": result.chosen,
+        "rungs": [(r["step"], r["sigma"]) for r in result.rungs],
         "image": np.array(result.image),
     }
 
@@ -185,7 +188,6 @@ def run_mode(backend: FluxFillBackend, scorer: Scorer, spec: GridSpec, settings:
 def time_previews(backend: FluxFillBackend, spec: GridSpec, prompt: PanelPrompt, repeat: int = 5) -> dict:
     """Host time of one preview: the whole-canvas decode ipprompt does against the cell-slice decode
     it used to do (rebuilt here only to be timed), and how far the slice's pixels were off."""
-    from ipprompt.dvp.search import CandidateSearch
     from ipprompt.dvp.scoring import Scorer as _Scorer
 
     search = CandidateSearch(backend, _Scorer(None), spec, SearchSettings(steps=8, calibration="off"))

@@ -162,14 +162,17 @@ def test_gpu_check_smoke_runs_on_cpu(tmp_path: Path) -> None:
     out = tmp_path / "gpu_check.md"
     env = {**os.environ, "PYTHONPATH": str(repo), "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(
-        [sys.executable, str(repo / "benchmarks" / "gpu_check.py"), "--smoke", "--no-compile", "--device", "cpu", "--out", str(out)],
+        [sys.executable, str(repo / "benchmarks" / "gpu_check.py"), "--smoke", "--device", "cpu", "--measure", "2", "--out", str(out)],
         capture_output=True, text=True, env=env, timeout=600,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     table = out.read_text()
-    for method in ("reference", "default", "fast"):
-        assert f"| {method} | eager |" in table
-    assert "NFE" in table and out.with_suffix(".json").is_file()
+    for mode in ("eager", "fbcache 0.08", "compiled"):
+        assert f"| s/step | 192² | {mode} |" in table and f"| s/step | 96² | {mode} |" in table
+    assert "| s/step | 192² | fp8" in table
+    for budget in ("balanced", "fast", "thorough"):
+        assert f"| panel | 192² | {budget}, eager |" in table
+    assert "σ" in table and "NFE" in table and out.with_suffix(".json").is_file()
 
 
 def test_dry_run_counts_the_reference_method(example_copy, capsys) -> None:  # type: ignore[no-untyped-def]
