@@ -66,7 +66,8 @@ def calibrate_command(
         raise fail(error)
     progress.close()
     data = report_json(result)
-    target = report or result.profiles[0].path.with_suffix(".html")
+    # Beside the profile, never over it: <digest>.report.html and .report.json.
+    target = report or result.profiles[0].path.with_suffix(".report.html")
     atomic_write_text(target, report_html(result))
     atomic_write_text(target.with_suffix(".json"), json.dumps(data, indent=2) + "\n")
     if as_json:
@@ -74,11 +75,11 @@ def calibrate_command(
         return
     for profile in result.profiles:
         canvas = "x".join(map(str, profile.key["canvas"]))
-        console.print(f"[bold]{canvas}, {profile.key['steps']} steps[/]: profile {escape(str(profile.path))}")
+        console.print(f"[bold]{canvas}, {profile.key['steps']} steps[/]: profile {escape(str(profile.path))}", soft_wrap=True)
         for r in profile.rows:
             def f(v: float | None, fmt: str) -> str:
                 return "-" if v is None else format(v, fmt)
             console.print(f"  σ {r.sigma:.3f} (step {r.step:>3}): spearman {f(r.spearman, '+.3f')}  top1 {f(r.top1, '.2f')}  "
-                          f"top2 {f(r.top2, '.2f')}  regret {f(r.regret, '.4f')}  ({r.panels} panels)", highlight=False)
-    console.print(f"Report: {escape(str(target))} (and {escape(str(target.with_suffix('.json')))})")
-    console.print("Runs with the same model, canvas, steps and LoRAs now place their rungs from this profile (see --dry-run).")
+                          f"top2 {f(r.top2, '.2f')}  regret {f(r.regret, '.4f')}  ({r.panels} panels)", highlight=False, soft_wrap=True)
+    console.print(f"Report: {escape(str(target))} (and {escape(str(target.with_suffix('.json')))})", soft_wrap=True)
+    console.print("Runs with the same model, canvas, steps and LoRAs now place their rungs from these profiles (see --dry-run).", soft_wrap=True)
