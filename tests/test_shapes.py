@@ -18,7 +18,7 @@ from ipprompt.pipeline.plan import plan_panels
 from ipprompt.pipeline.run import run_story
 from ipprompt.story.loading import load_story
 
-TINY = {"backend": "flux-fill", "tile": 256, "candidates": 2, "rounds": 0, "steps": 2, "keep": 1}
+TINY = {"backend": "flux-fill", "tile": 256, "candidates": 2, "rounds": 0, "steps": 2, "finish": 1}
 
 
 @pytest.mark.parametrize("tile", range(256, 1025, 16))
