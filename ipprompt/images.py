@@ -102,7 +102,7 @@ def read_image_bytes(path: Path, limits: ImageLimits = IMAGE_LIMITS) -> bytes:
         raise ImageRejected(f"cannot read file ({exc.strerror or exc})", str(path)) from None
 
 
-IMAGE_MODES = ("upright", "reference")
+IMAGE_MODES = ("upright", "plain")
 
 
 def open_image(
@@ -111,7 +111,7 @@ def open_image(
     """Decode a file (path) or file bytes into an upright RGB image, or raise ``ImageRejected``.
 
     ``name`` is how the file is named in the refusal (the path itself by default; give the name
-    the user wrote, e.g. a symlink's own name, when it differs). ``mode="reference"`` converts as
+    the user wrote, e.g. a symlink's own name, when it differs). ``mode="plain"`` converts as
     IP-Prompter's code does, ``Image.open(p).convert("RGB")``: no EXIF rotation, transparency
     dropped (not flattened on white), so ``--method reference`` gets the reference's pixels; the
     checks and limits stay.
@@ -133,7 +133,7 @@ def open_image(
             if problem is not None:
                 raise ImageRejected(problem, name)
             image.load()
-            if mode == "reference":
+            if mode == "plain":
                 return image.convert("RGB")
             return _to_rgb(_upright(image))
     except ImageRejected as rejected:

@@ -352,12 +352,12 @@ def test_reference_mode_opens_images_as_the_reference_does(tmp_path: Path) -> No
     path = tmp_path / "sideways.png"
     rgba.save(path, exif=exif)
     theirs = np.asarray(Image.open(path).convert("RGB"))
-    ours = np.asarray(open_image(path, mode="reference"))
+    ours = np.asarray(open_image(path, mode="plain"))
     assert np.array_equal(ours, theirs) and ours.shape == (20, 40, 3)
     upright = open_image(path)
     assert upright.size == (20, 40) and upright.getpixel((10, 30)) == (255, 255, 255), "our own mode: upright, on white"
     ref = RefImage("a" * 64, path)
-    assert np.array_equal(np.asarray(ref.open(mode="reference")), theirs)
+    assert np.array_equal(np.asarray(ref.open(mode=method_of("reference").image_mode)), theirs)
 
 
 def test_one_seed_reproduces_a_multi_frame_reference_run(example_copy: Path) -> None:

@@ -226,6 +226,9 @@ def _print_summary(result: "RunResult") -> None:
     console.print(table)
     finished = f", finished {len(result.finished)} picked preview(s)" if result.finished else ""
     console.print(f"made {len(result.generated)}, kept {len(result.reused)}{finished}; retrieval: {escape(str(m.models.get('retrieval')))}")
+    for key, note in (("preview_step", "`preview_step` was ignored (rungs by noise level replace it)"), ("keep", "`keep` was read as `finish`")):
+        if m.settings.get(key) is not None:
+            console.print(escape(f"note: {note}; update the story's [generation]"), soft_wrap=True)
     used = {(tuple((r.get("step"), r.get("sigma")) for r in p.rungs), p.schedule_source) for p in done if p.number in result.generated and p.rungs}
     for steps_sigmas, source in sorted(used, key=str):
         rungs = ", ".join(f"step {k} σ {sigma}" for k, sigma in steps_sigmas)

@@ -135,7 +135,7 @@ class RefImage:
     def open(self, mode: str = "upright") -> Image.Image:
         """The reference as RGB pixels (from its bytes when it travelled, else from its file),
         through the package's one image opener (size limits, modes, EXIF, transparency; ``mode``
-        "reference" opens as the reference method does)."""
+        "plain" opens as the reference method does)."""
         from ipprompt.images import open_image
 
         return open_image(self.data if self.data is not None else self.path, name=str(self.path), mode=mode)

@@ -23,7 +23,7 @@ permutation and every frame; every candidate here uses the panel's seed, and ``o
 makes that the same seed for every panel, as in one multi-frame reference run. An element with no
 image leaves its three cells black (the reference loops forever). References open as the reference
 opens them (``Image.open(p).convert("RGB")``: no EXIF rotation, transparency not flattened on white;
-``ipprompt.images`` mode "reference"), within our size limits.
+``ipprompt.images`` mode "plain"), within our size limits.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from PIL import Image
 
 from ipprompt.backends.base import Backend, FillJob
 from ipprompt.dvp.grid import Arrangement, Cell, GridSpec, Placement, RefImage
+from ipprompt.dvp.methods import method_of
 from ipprompt.dvp.search import Candidate, CandidateSearch, PanelPrompt, SearchProgress, SearchResult, SearchSettings
 from ipprompt.dvp.scoring import Scorer
 
@@ -135,7 +136,7 @@ class ReferenceSearch(CandidateSearch):
 
     def _tile(self, ref: RefImage) -> Image.Image:
         if ref.sha256 not in self._tiles:
-            self._tiles[ref.sha256] = reference_fit(ref.open(mode="reference"), *self.spec.tile_size)
+            self._tiles[ref.sha256] = reference_fit(ref.open(mode=method_of(self.settings.method).image_mode), *self.spec.tile_size)
         return self._tiles[ref.sha256]
 
     def _job(self, arrangement: Arrangement, prompt: PanelPrompt) -> FillJob:

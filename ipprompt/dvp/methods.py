@@ -120,7 +120,7 @@ METHODS: dict[str, Method] = {
     ),
     "reference": Method(
         "reference", "reference method (every permutation)", _reference_search, _reference_prompt, _reference_description, _reference_problems, _reference_pool,
-        rungs=False, all_orderings=True, offers_pinned=True, image_mode="reference", steps=50,
+        rungs=False, all_orderings=True, offers_pinned=True, image_mode="plain", steps=50,
     ),
 }
 

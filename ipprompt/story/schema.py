@@ -24,7 +24,6 @@ DEFAULT_FAST_LORA = "alimama-creative/FLUX.1-Turbo-Alpha"
 # defaults): at 1536², rungs at steps 4 (σ 0.926) and 6: 6 x 4 + 3 x 2 + 2 x 2 = 34 NFE per panel (<= 40).
 FAST_DEFAULTS = {"steps": 8, "rounds": 0}
 BUDGET_NAMES = ("fast", "balanced", "thorough")
-REFERENCE_STEPS = 50  # --method reference runs the reference's num_inference_steps
 # Keys a --budget preset sets unless the story or the command line writes them (ipprompt.dvp.rungs.BUDGETS).
 BUDGET_KEYS = ("steps", "candidates", "rounds", "refine", "finish")
 CACHE_HELP = "none, or fbcache[:THRESHOLD] (FLUX First Block Cache; threshold 0 < t < 1, default 0.08)"
@@ -131,8 +130,11 @@ class Generation(_Strict):
         for key in BUDGET_KEYS:
             if key not in self.model_fields_set:
                 object.__setattr__(self, key, getattr(preset, key))
-        if self.method == "reference" and "steps" not in self.model_fields_set:
-            object.__setattr__(self, "steps", REFERENCE_STEPS)  # the reference's own 50 (ipprompt.dvp.methods)
+        from ipprompt.dvp.methods import method_of
+
+        own_steps = method_of(self.method).steps  # the reference's own 50
+        if own_steps is not None and "steps" not in self.model_fields_set:
+            object.__setattr__(self, "steps", own_steps)
         if self.keep is not None and "finish" not in self.model_fields_set:
             object.__setattr__(self, "finish", self.keep)
         if self.fast:
