@@ -239,3 +239,20 @@ def test_cache_settings_are_checked() -> None:
         Generation(cache="teacache")
     with pytest.raises(IppromptError, match="offload sequential"):
         check_inputs("flux-fill", MachineOptions(device="cpu", offload="sequential"), [], "fbcache")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("machine", [dict(compile=True), dict(quantize="fp8")], ids=["compile", "fp8"])
+def test_fbcache_combines_with_compile_and_fp8(tiny_flux_dir: Path, machine: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ipprompt.backends.flux_fill as flux_fill
+
+    monkeypatch.setattr(flux_fill, "COMPILE_BACKEND", "aot_eager")  # graph capture without a C++ build
+    backend = FluxFillBackend.load(str(tiny_flux_dir), MachineOptions(device="cpu", **machine), cache="fbcache")
+    stats = backend.stats()
+    assert stats["cache"] == "fbcache threshold 0.08"
+    if machine.get("compile"):
+        assert stats["compiled"] == "regional", "the cache's hooks sit in the blocks: compiled without fullgraph"
+    else:
+        assert stats["fp8"] == "layerwise fp8 storage"
+    image = np.array(fill(backend, _job(3)))
+    assert image.shape == (SPEC.size, SPEC.size, 3) and backend.nfe == 3
