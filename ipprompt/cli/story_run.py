@@ -231,8 +231,9 @@ def _print_summary(result: "RunResult") -> None:
             console.print(escape(f"note: {note}; update the story's [generation]"), soft_wrap=True)
     used = {(tuple((r.get("step"), r.get("sigma")) for r in p.rungs), p.schedule_source) for p in done if p.number in result.generated and p.rungs}
     for steps_sigmas, source in sorted(used, key=str):
-        rungs = ", ".join(f"step {k} σ {sigma}" for k, sigma in steps_sigmas)
-        console.print(escape(f"rungs: {rungs} (from the {source})"), soft_wrap=True)
+        rungs = ", ".join(f"step {k} σ {sigma:.3f}" for k, sigma in steps_sigmas)
+        origin = f"the default ({source})" if str(source).startswith("budget") else f"the {source}"
+        console.print(escape(f"rungs: {rungs} (from {origin})"), soft_wrap=True)
     if any(p.picked_by == "author" for p in done):
         console.print("* picked by the author (`ipprompt story pick`)")
     if result.storyboard:
