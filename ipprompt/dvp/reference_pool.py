@@ -47,8 +47,16 @@ def reference_match(library: Any, elements: Sequence[str], k: int = 9, exclude_t
             except (KeyError, OSError):
                 continue
         pool.append((path, image))
-    if not pool or not elements:
-        return [[] for _ in elements]
+    if not pool:
+        from ipprompt.errors import IppromptError
+
+        raise IppromptError(
+            f"--method reference searches the theme folder's own top-level .jpg, .jpeg and .png files, as the reference does, "
+            f"and {library.path} has none the theme index could read (images added with `ipprompt theme add` live in its images/ folder).",
+            "Put the reference images directly in the theme folder, or use --method dvp (it searches the whole theme).",
+        )
+    if not elements:
+        return []
     sim_all = library._similarities(list(elements))
     columns = [library._position[image.sha256] for _, image in pool]
     sim = np.asarray(sim_all)[:, columns]
