@@ -101,6 +101,7 @@ def test_shape_joins_the_key_and_square_keys_are_unchanged(example_copy: Path, m
     plan.panel_key(square)
     plan.panel_key(jobs[0])
     # A square job hashes exactly the data it did before shapes existed, so runs made then are kept.
+    hashed = [h for h in hashed if "v" in h]  # the panel keys (a calibration profile lookup hashes its key too)
     assert "shape" not in hashed[0] and hashed[1]["shape"] == "wide"
     # [generation] shape is the default of panels without their own.
     tall = plan_panels(story, story.generation.model_copy(update={"shape": "tall"}), Library(), [1, 2])
