@@ -71,4 +71,4 @@ def test_calibrate_writes_profile_and_report_and_the_dry_run_uses_it(
     assert dry.exit_code == 0, dry.output
     assert dry.stdout.count("from the profile") == 2, dry.stdout
     off = run_cli(capsys, "story", "run", str(example_copy), "--dry-run", "--panels", "1-2", *common, "--device", "cpu", "--calibration", "off")
-    assert "from the profile" not in off.stdout and "from the budget balanced" in off.stdout
+    assert "from the profile" not in off.stdout and "from the default (budget balanced)" in off.stdout

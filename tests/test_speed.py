@@ -124,7 +124,7 @@ def test_dry_run_loads_no_model(example_copy: Path, tmp_path: Path, capsys: pyte
     out = tmp_path / "never"
     result = run_cli(capsys, "story", "run", str(example_copy), "--dry-run", "--out", str(out), "--device", "cpu")
     assert result.exit_code == 0, result.output
-    assert "NFE" in result.output and "Rungs at 1536x1536 for 8 arrangements, from the budget balanced" in result.output
+    assert "NFE" in result.output and "Rungs at 1536x1536 for 8 arrangements, from the default (budget balanced)" in result.output
     assert "step 9 σ 0.949 keeps 4, step 17 σ 0.849 keeps 2; 2 finished at step 28" in result.output
     assert "outside the defaults' limits" not in result.output
     rows = [line.split("│") for line in result.stdout.splitlines() if line.count("│") >= 5]

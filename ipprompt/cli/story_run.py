@@ -167,6 +167,13 @@ def _sigmas(text: Optional[str]) -> Optional[list[float]]:
         raise fail(IppromptError(f"--rungs {text!r} is not a list of numbers.", "Example: --rungs 0.95,0.85")) from None
 
 
+def _origin(source: str) -> str:
+    """Where rungs came from, in words: the default (a budget preset), the story, or a profile."""
+    if source.startswith("budget"):
+        return f"the default ({source})"
+    return "the story's rungs" if source == "story" else f"the {source}"
+
+
 def rung_lines(budgets: list) -> list[str]:
     """One line per distinct canvas: every rung's step and σ, what it keeps, and where the rungs came from."""
     from ipprompt.dvp.rungs import NFE_LIMITS, limit_problems
@@ -182,7 +189,7 @@ def rung_lines(budgets: list) -> list[str]:
         problems = limit_problems(s, b.tried, NFE_LIMITS[budget]) if budget in NFE_LIMITS else []
         check = f" (outside the defaults' limits: {'; '.join(problems)})" if problems else ""
         lines.append(
-            f"Rungs at {b.canvas[0]}x{b.canvas[1]} for {b.tried} arrangements, from the {s.source}: " + ", ".join(parts)
+            f"Rungs at {b.canvas[0]}x{b.canvas[1]} for {b.tried} arrangements, from {_origin(s.source)}: " + ", ".join(parts)
             + f"; {s.survivors(b.tried)[-1]} finished at step {s.steps}{check}"
         )
     return lines
@@ -232,8 +239,7 @@ def _print_summary(result: "RunResult") -> None:
     used = {(tuple((r.get("step"), r.get("sigma")) for r in p.rungs), p.schedule_source) for p in done if p.number in result.generated and p.rungs}
     for steps_sigmas, source in sorted(used, key=str):
         rungs = ", ".join(f"step {k} σ {sigma:.3f}" for k, sigma in steps_sigmas)
-        origin = f"the default ({source})" if str(source).startswith("budget") else f"the {source}"
-        console.print(escape(f"rungs: {rungs} (from {origin})"), soft_wrap=True)
+        console.print(escape(f"rungs: {rungs} (from {_origin(str(source))})"), soft_wrap=True)
     if any(p.picked_by == "author" for p in done):
         console.print("* picked by the author (`ipprompt story pick`)")
     if result.storyboard:
