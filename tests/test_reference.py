@@ -369,3 +369,27 @@ def test_one_seed_reproduces_a_multi_frame_reference_run(example_copy: Path) -> 
     seeds = {panel_seed(story, one, n) for n in range(1, len(story.panels) + 1) if story.panels[n - 1].seed is None}
     assert seeds == {7}
     assert len({panel_seed(story, Generation(seed=7), n) for n in (1, 2, 3)}) == 3
+
+
+def test_reference_pool_is_the_top_folder_jpg_and_png_with_duplicates(tmp_path: Path) -> None:
+    from ipprompt.dvp.reference_pool import pool_files, reference_match
+    from ipprompt.theme.library import ThemeLibrary
+
+    theme = tmp_path / "theme"
+    (theme / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(3)
+
+    def save(name: str) -> None:
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(theme / name)  # format from the suffix
+
+    for name in ("lighthouse_a.png", "lighthouse_c.JPG", "sub/lighthouse_d.png", "lighthouse_e.webp"):
+        save(name)
+    (theme / "lighthouse_b.png").write_bytes((theme / "lighthouse_a.png").read_bytes())  # same bytes, another file
+    assert [p.name for p in pool_files(theme)] == ["lighthouse_a.png", "lighthouse_b.png", "lighthouse_c.JPG"]
+    with ThemeLibrary.open(theme) as library:
+        assert len(library) == 4  # our index: once per distinct image, sub-folders and WebP included
+        ranked = reference_match(library, ["lighthouse"], k=9)
+    names = sorted(r.path.name for r in ranked[0])
+    assert names == ["lighthouse_a.png", "lighthouse_b.png", "lighthouse_c.JPG"], "duplicates kept, nothing else"
+    a, b = (r for r in ranked[0] if r.path.name in ("lighthouse_a.png", "lighthouse_b.png"))
+    assert a.sha256 == b.sha256 and a.score == b.score
