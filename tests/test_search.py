@@ -200,3 +200,20 @@ def test_one_element_means_one_arrangement(encoder, prompt) -> None:  # type: ig
     result = CandidateSearch(PreviewBackend(), Scorer(None), SPEC, s).run(single)
     assert sum(c.finished for c in result.candidates) == 1
     assert len(result.candidates) == 1 and result.chosen == 0
+
+
+def test_cpu_thread_count_joins_the_key_and_ray_workers_use_it() -> None:
+    """CPU sums depend on the thread count: a CPU run keys it, a Ray worker computes with it."""
+    import torch
+
+    from ipprompt.pipeline.threads import cpu_threads_key, use_job_threads
+
+    n = torch.get_num_threads()
+    assert cpu_threads_key("flux-fill", "cpu") == {"cpu_threads": n}
+    assert cpu_threads_key("flux-fill", "cuda") == {} and cpu_threads_key("preview", "cpu") == {}
+    try:
+        torch.set_num_threads(1)  # what Ray gives a worker (OMP_NUM_THREADS=1)
+        use_job_threads({"cpu_threads": 2})
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(n)
