@@ -127,7 +127,7 @@ def commit_like_a_run(result, spec: GridSpec, prompt: PanelPrompt, settings: Sea
     from ipprompt.runfolder.folder import RunFolder
     from ipprompt.story.loading import Generation
 
-    fields = {k: getattr(settings, k) for k in ("candidates", "rounds", "steps", "search", "preview_step", "keep", "refine") if hasattr(settings, k)}
+    fields = {k: getattr(settings, k) for k in ("candidates", "rounds", "steps", "search", "finish", "refine") if hasattr(settings, k)}
     # Not validated: smoke runs use canvases below the story schema's minimum tile.
     gen = Generation.model_construct(**{**Generation().model_dump(), "tile": spec.tile, "grid": spec.grid, **fields})
     job = PanelJob(number=1, text=prompt.text, description=prompt.text, elements=tuple(Element("action", t) for t in prompt.element_texts),
@@ -155,7 +155,9 @@ def run_mode(backend: FluxFillBackend, scorer: Scorer, spec: GridSpec, settings:
     clock = TransformerClock(backend.pipe.transformer, cuda)
     started = time.perf_counter()
     try:
-        search = CandidateSearch(backend, scorer, spec, settings)
+        from ipprompt.dvp.methods import method_of
+
+        search = method_of(settings.method).search_class()(backend, scorer, spec, settings)
         result = search.run(prompt)
         if cuda:
             torch.cuda.synchronize(device)
@@ -178,7 +180,50 @@ def run_mode(backend: FluxFillBackend, scorer: Scorer, spec: GridSpec, settings:
         "finished": sum(c.finished for c in result.candidates),
         "rounds_run": result.rounds_run,
         "chosen": result.chosen,
+        "rungs": [(r["step"], r["sigma"]) for r in result.rungs],
         "image": np.array(result.image),
+    }
+
+
+def time_previews(backend: FluxFillBackend, spec: GridSpec, prompt: PanelPrompt, repeat: int = 5) -> dict:
+    """Host time of one preview: the whole-canvas decode ipprompt does against the cell-slice decode
+    it used to do (rebuilt here only to be timed), and how far the slice's pixels were off."""
+    from ipprompt.dvp.scoring import Scorer as _Scorer
+
+    search = CandidateSearch(backend, _Scorer(None), spec, SearchSettings(steps=8, calibration="off"))
+    handle = backend.start(search._job(search.first_round(prompt)[0], prompt))
+    backend.advance(handle, 4)
+    sampler, state, pipe = backend.sampler, handle.state, backend.pipe
+
+    def cell_slice():
+        sigma = state.scheduler.sigmas[state.scheduler.step_index]
+        z = sampler._unpack(state.latents - sigma * state.last_velocity, state)
+        left, top, right, bottom = spec.box(spec.target)
+        k = pipe.vae_scale_factor
+        with torch.inference_mode():
+            image = pipe.vae.decode(z[:, :, top // k: bottom // k, left // k: right // k], return_dict=False)[0]
+        return pipe.image_processor.postprocess(image, output_type="pil")[0]
+
+    def timed(fn):
+        fn()
+        started = time.perf_counter()
+        for _ in range(repeat):
+            out = fn()
+        return (time.perf_counter() - started) / repeat, out
+
+    canvas_s, full = timed(lambda: backend.preview(handle))
+    cell_s, piece = timed(cell_slice)
+    diff = np.abs(np.asarray(full, dtype=np.int16) - np.asarray(piece, dtype=np.int16)).mean(axis=2)
+    border = np.ones_like(diff, dtype=bool)
+    border[8:-8, 8:-8] = False
+    settings = SearchSettings(calibration="off")
+    schedule = search.schedule if search.schedule.rungs else None
+    n = settings.arrangements(6)
+    previews = sum([n, *(schedule.survivors(n)[:-1] if schedule else [])])
+    return {
+        "canvas_s": round(canvas_s, 4), "cell_s": round(cell_s, 4), "extra_s": round(canvas_s - cell_s, 4),
+        "slice_mean_diff": round(float(diff.mean()), 2), "slice_border_diff": round(float(diff[border].mean()), 2),
+        "previews_per_panel": previews, "extra_s_per_panel": round(previews * (canvas_s - cell_s), 3),
     }
 
 
@@ -190,8 +235,11 @@ def main() -> None:
     parser.add_argument("--grid", type=int, default=3)
     parser.add_argument("--candidates", type=int, default=None, help="[the code's default]")
     parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--preview-step", type=int, default=None)
-    parser.add_argument("--keep", type=int, default=None)
+    parser.add_argument("--finish", type=int, default=None, help="candidates the last rung keeps [the code's default]")
+    parser.add_argument("--budget", choices=("fast", "balanced", "thorough"), default=None, help="a --budget preset's search size")
+    parser.add_argument("--preview-cost", action="store_true",
+                        help="also time one preview: the whole-canvas decode (what ipprompt does) against decoding only the "
+                             "target cell's latent slice (what it did before; shown for the extra host time only)")
     parser.add_argument("--refine", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=None, help="refinement rounds [the code's default]")
     parser.add_argument("--modes", default="exhaustive,pruned",
@@ -229,11 +277,19 @@ def main() -> None:
             from ipprompt.story.loading import FAST_DEFAULTS
 
             args.steps = args.steps or FAST_DEFAULTS["steps"]
-            args.preview_step = args.preview_step or FAST_DEFAULTS["preview_step"]
-        given = dict(candidates=args.candidates, rounds=args.rounds, steps=args.steps, preview_step=args.preview_step, keep=args.keep, refine=args.refine)
+            args.rounds = args.rounds if args.rounds is not None else FAST_DEFAULTS.get("rounds")
+        given = dict(candidates=args.candidates, rounds=args.rounds, steps=args.steps, finish=args.finish, refine=args.refine)
+        if args.budget:
+            from ipprompt.dvp.rungs import BUDGETS
+
+            preset = BUDGETS[args.budget]
+            given = {k: v if v is not None else getattr(preset, k) for k, v in given.items()}
+            given["budget"] = args.budget
         fields = SearchSettings.__dataclass_fields__
         base = {k: v for k, v in given.items() if v is not None and k in fields}
-        base = {k: getattr(SearchSettings(**base), k) for k in ("candidates", "rounds", "steps", "preview_step", "keep", "refine") if k in fields}
+        base = {k: getattr(SearchSettings(**base), k) for k in ("candidates", "rounds", "steps", "finish", "refine", "budget") if k in fields}
+        if args.preview_cost:
+            preview_cost = time_previews(backend, spec, prompt)
         # Warm-up (first calls, thread pools, compile) so that one-off costs are not counted.
         run_mode(backend, Scorer(encoder), spec, SearchSettings(**{**base, "candidates": 1, "rounds": 0, "steps": 2}, search="exhaustive"), prompt)
         def settings_for(mode: str) -> SearchSettings:
@@ -255,6 +311,7 @@ def main() -> None:
     same = bool(np.array_equal(images[0], images[-1]))
     device = torch.cuda.get_device_name(0) if backend.device.type == "cuda" else platform.processor() or "cpu"
     report = {
+        "preview_cost": preview_cost if args.preview_cost else None,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "size": args.size, "device": device, "torch": torch.__version__,
         "canvas": spec.size, "settings": {**base, "compile": args.compile, "offload": args.offload, "quantize": args.quantize},
@@ -267,6 +324,11 @@ def main() -> None:
         print(f"{r['search']:<11} {r['nfe']:>5} {r['seconds']:>9.2f} {r['host_s_per_candidate']:>12.4f} {r['write_seconds_total']:>9.2f} {peak:>9} "
               f"{r['candidates']:>6} {r['finished']:>9} {r['chosen']:>7}")
     print(f"pruned/exhaustive NFE: {report['nfe_ratio']}, speed-up: {report['speedup']}x, same chosen pixels: {same}")
+    if args.preview_cost:
+        c = preview_cost
+        print(f"one preview: whole canvas {c['canvas_s']:.4f} s, cell slice {c['cell_s']:.4f} s (+{c['extra_s']:.4f} s); "
+              f"cell slice vs crop of the full decode: mean {c['slice_mean_diff']:.1f}, border {c['slice_border_diff']:.1f} levels; "
+              f"previews per panel at these settings: {c['previews_per_panel']} -> +{c['extra_s_per_panel']:.3f} s/panel")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.json}")

@@ -1,11 +1,12 @@
-"""Time one panel at the real FLUX.1-Fill-dev shapes: reference budget, default DVP and --fast,
-eager and compiled; write a markdown table (GPU name, s/panel, NFE, peak memory, host time).
+"""One table of speed facts at the real FLUX.1-Fill-dev shapes: s/step eager, with ``--cache
+fbcache``, compiled and fp8 at 1536² and 768²; a whole panel at each ``--budget`` preset with the σ
+of each rung; written as markdown (and JSON) with the GPU name, NFE and peak memory.
 
 Run through ``benchmarks/gpu_check.sh`` (which also runs the ``cuda``-marked tests). The full
 transformer and VAE are built in memory on the GPU with random weights (speed and memory do not
 depend on weight values; no checkpoint is needed); the text encoders are small stand-ins with the
-real output widths (they run once per panel and are not what is timed). ``--fast`` is timed with
-its step settings; its LoRA is fused into the weights, so it adds no time per step.
+real output widths (they run once per panel and are not what is timed). ``--panels fast-lora`` times
+``--fast``'s schedule (its LoRA is fused into the weights, so it adds no time per step).
 
 ``--smoke`` runs the same code on the tiny test model on the CPU (or GPU) in under a minute.
 """
@@ -34,7 +35,6 @@ from ipprompt.backends.flux_fill import FluxFillBackend  # noqa: E402
 from ipprompt.dvp.grid import GridSpec  # noqa: E402
 from ipprompt.dvp.search import PanelPrompt, SearchSettings  # noqa: E402
 from ipprompt.dvp.scoring import Scorer  # noqa: E402
-from ipprompt.story.loading import FAST_DEFAULTS  # noqa: E402
 
 
 def full_pipeline_on(device: torch.device):
@@ -72,86 +72,163 @@ def _build(device: torch.device):
     return pipe
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def seconds_per_step(backend: FluxFillBackend, spec: GridSpec, prompt: PanelPrompt, measure: int) -> tuple[float, float | None]:
+    """Seconds per denoising step of one candidate (after 2 warm-up steps), and, with a cache, the
+    share of steps whose last block really computed (None without a cache)."""
+    from ipprompt.dvp.search import CandidateSearch
+
+    search = CandidateSearch(backend, Scorer(None), spec, SearchSettings(steps=measure + 4, calibration="off"))
+    handle = backend.start(search._job(search.first_round(prompt)[0], prompt))
+    last = backend.pipe.transformer.single_transformer_blocks[-1].attn
+    computed: list[int] = []
+    hook = last.register_forward_hook(lambda *a: computed.append(1))
+    try:
+        backend.advance(handle, 2)
+        _sync(backend.device)
+        computed.clear()
+        started = time.perf_counter()
+        backend.advance(handle, measure)
+        _sync(backend.device)
+        seconds = (time.perf_counter() - started) / measure
+    finally:
+        hook.remove()
+        backend.release(handle)
+    return seconds, (len(computed) / measure if backend.sampler.cached else None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="tiny model, tiny canvas (CI, CPU)")
+    parser.add_argument("--smoke", action="store_true", help="tiny model, tiny canvases (CI, CPU)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "gpu_check.md")
-    parser.add_argument("--no-compile", action="store_true", help="eager rows only")
-    parser.add_argument("--reference-compiled", action="store_true", help="also time the reference budget compiled (+100 s)")
+    parser.add_argument("--no-compile", action="store_true", help="skip the compiled and fp8 rows")
+    parser.add_argument("--measure", type=int, default=5, help="steps timed per s/step row")
+    parser.add_argument("--panels", default="balanced,fast,thorough", help="whole-panel rows: budgets (and/or 'reference', 'fast-lora')")
     args = parser.parse_args()
 
     import ipprompt.backends.flux_fill as flux_fill
+    from ipprompt.dvp.rungs import BUDGETS
 
     device = resolve_device(args.device)
+    rows: list[dict] = []
+
+    def add(kind: str, canvas: int, mode: str, **values) -> None:
+        rows.append({"kind": kind, "canvas": canvas, "mode": mode, **values})
+        print(" ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
+
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         from ipprompt.encoders.clip import ClipEncoder
         from ipprompt.testing import build_tiny_clip, build_tiny_flux_fill
 
         encoder = ClipEncoder.load(str(build_tiny_clip(tmp_path / "clip")), device=str(device))
-        if args.smoke:
-            backend = FluxFillBackend.load(str(build_tiny_flux_fill(tmp_path / "flux")), MachineOptions(device=str(device)))
-            spec = GridSpec(3, 64)
-            if device.type == "cpu":
-                flux_fill.COMPILE_BACKEND = "aot_eager"  # graph capture without a C++ build
-        else:
+
+        def new_backend() -> FluxFillBackend:
+            if args.smoke:
+                return FluxFillBackend.load(str(build_tiny_flux_fill(tmp_path / f"flux-{len(rows)}")), MachineOptions(device=str(device)))
             started = time.perf_counter()
             pipe = full_pipeline_on(device)
-            backend = FluxFillBackend(pipe, "random-weights FLUX.1-Fill-dev shapes", MachineOptions(device=str(device)), device, torch.bfloat16)
             print(f"built the full-size pipeline on {device} in {time.perf_counter() - started:.0f}s", flush=True)
-            spec = GridSpec(3, 512)
-        refs = make_refs(tmp_path, 3, 9, min(spec.tile, 512))
+            return FluxFillBackend(pipe, "random-weights FLUX.1-Fill-dev shapes", MachineOptions(device=str(device)), device, torch.bfloat16)
+
+        if args.smoke and device.type == "cpu":
+            flux_fill.COMPILE_BACKEND = "aot_eager"  # graph capture without a C++ build
+        tiles = (64, 32) if args.smoke else (512, 256)  # canvases 1536² and 768² (smoke: 192² and 96²)
+        specs = {3 * t: GridSpec(3, t) for t in tiles}
+        refs = make_refs(tmp_path, 3, 9, min(tiles[0], 512))
         prompt = PanelPrompt("a girl in a yellow raincoat climbs the lighthouse stairs", ("girl", "lighthouse", "stairs"), refs, (), seed=0)
-        default = SearchSettings()
-        fast = SearchSettings(steps=FAST_DEFAULTS["steps"], preview_step=FAST_DEFAULTS["preview_step"])
-        reference = SearchSettings(method="reference")  # IP-Prompter reproduced: every permutation, all steps
-        if args.smoke:  # same code paths, a fraction of the steps
-            default, fast, reference = SearchSettings(steps=8, preview_step=2), SearchSettings(steps=4, preview_step=1), SearchSettings(steps=8, method="reference")
-        plans = [("reference", reference), ("default", default), ("fast", fast)]
-        rows = []
+        backend = new_backend()
 
-        def measure(label: str, settings: SearchSettings, mode: str) -> None:
-            row = run_mode(backend, Scorer(encoder), spec, settings, prompt, tmp_path / f"run-{label}-{mode}-{len(rows)}")
-            row.pop("image", None)
-            row.update(method=label, mode=mode, s_per_nfe=round(row["transformer_seconds"] / max(1, row["nfe"]), 4))
-            rows.append(row)
-            print(f"{label:<11} {mode:<9} {row['nfe']:>4} NFE {row['seconds']:>8.2f} s/panel", flush=True)
+        def step_rows(mode: str) -> None:
+            for canvas, spec in specs.items():
+                seconds, computed = seconds_per_step(backend, spec, prompt, args.measure)
+                add("s/step", canvas, mode, s_per_step=round(seconds, 4), blocks_computed=computed)
 
-        # Warm-up: first kernel launches, allocator, CLIP, so that the first row is not charged for them.
-        run_mode(backend, Scorer(encoder), spec, SearchSettings(candidates=1, rounds=0, steps=2, search="exhaustive"), prompt)
-        for label, settings in plans:
-            measure(label, settings, "eager")
+        # 1. s/step eager and with the First Block Cache.
+        step_rows("eager")
+        backend.sampler.cached = bool(flux_fill._enable_cache(backend.pipe.transformer, "fbcache"))
+        step_rows("fbcache 0.08")
+        backend.pipe.transformer.disable_cache()
+        backend.sampler.cached = False
+        # 2. whole panels at each budget, eager, at 1536², and the σ of each rung (from this model's scheduler).
+        canvas, spec = next(iter(specs.items()))
+        for name in [p for p in args.panels.split(",") if p]:
+            if name == "reference":
+                settings = SearchSettings(method="reference", steps=50, calibration="off")
+            elif name == "fast-lora":  # --fast's schedule (its LoRA is fused: same cost per step)
+                settings = SearchSettings(steps=8, rounds=0, calibration="off")
+            else:
+                b = BUDGETS[name]
+                settings = SearchSettings(steps=b.steps, candidates=b.candidates, rounds=b.rounds, refine=b.refine, finish=b.finish,
+                                          budget=name, calibration="off")
+            if args.smoke:
+                settings = SearchSettings(**{**settings.__dict__, "steps": min(settings.steps, 8)})
+            row = run_mode(backend, Scorer(encoder), spec, settings, prompt)
+            rungs = ", ".join(f"step {k} σ {sigma:.3f}" for k, sigma in row["rungs"]) or "none (every candidate to the end)"
+            add("panel", canvas, f"{name}, eager", steps=settings.steps, nfe=row["nfe"], s_per_panel=row["seconds"],
+                rungs=rungs, finished=row["finished"], peak_gpu_gib=row["peak_gpu_gib"])
+        # 3. compiled (regional), then fp8 (a fresh transformer: quantized before it is compiled).
         if not args.no_compile:
             options = MachineOptions(device=str(device), compile=True)
             backend.options = options
             backend.applied["compiled"] = flux_fill._compile(backend.pipe.transformer, options)
-            warm = time.perf_counter()
-            run_mode(backend, Scorer(encoder), spec, SearchSettings(candidates=1, rounds=0, steps=2, search="exhaustive"), prompt)
-            print(f"compile warm-up {time.perf_counter() - warm:.0f}s", flush=True)
-            for label, settings in plans:
-                if label.startswith("reference") and not args.reference_compiled and not args.smoke:
-                    continue
-                measure(label, settings, "compiled")
+            for spec_ in specs.values():  # compile warm-up for each canvas
+                warm = time.perf_counter()
+                seconds_per_step(backend, spec_, prompt, 1)
+                print(f"compile warm-up at {spec_.size}²: {time.perf_counter() - warm:.0f}s", flush=True)
+            step_rows("compiled")
+            del backend
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            backend = new_backend()
+            from ipprompt.backends.factory import fp8_kind
+
+            kind, why = fp8_kind(device)
+            if kind == "torchao":
+                from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, quantize_
+
+                quantize_(backend.pipe.transformer, Float8DynamicActivationFloat8WeightConfig())
+                options = MachineOptions(device=str(device), compile=True, quantize="fp8")
+                backend.applied["compiled"] = flux_fill._compile(backend.pipe.transformer, options)
+                for spec_ in specs.values():
+                    seconds_per_step(backend, spec_, prompt, 1)
+                step_rows("fp8 (torchao) compiled")
+            else:
+                backend.pipe.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=backend.dtype)
+                step_rows("fp8 storage (layerwise), eager")
+                print(f"fp8: {why}", flush=True)
 
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
     import diffusers
 
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    title = "Smoke (tiny model)" if args.smoke else "FLUX.1-Fill-dev shapes, random weights, bf16"
     lines = [
-        f"### {'Smoke (tiny model)' if args.smoke else 'One panel at 1536² (FLUX.1-Fill-dev shapes, random weights, bf16)'}: {gpu}",
+        f"### {title}: {gpu}",
         "",
         f"`benchmarks/gpu_check.sh{' --smoke' if args.smoke else ''}`, {stamp}, torch {torch.__version__}, diffusers {diffusers.__version__}, "
-        f"canvas {spec.size}², 3 elements. reference = `--method reference` (IP-Prompter reproduced: 6 permutations × "
-        "all steps, no refinement).",
+        f"3 elements. s/step: one candidate, {args.measure} steps after 2 warm-up steps; fbcache: `--cache fbcache` (threshold 0.08), "
+        "'blocks' = share of steps whose last block computed. panel: a whole panel at a `--budget` preset, eager, with the "
+        "σ of each rung read from this model's scheduler.",
         "",
-        "| method | mode | NFE | s/panel | transformer s/NFE | host s/candidate | peak GPU GiB | candidates | finished |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| row | canvas | mode | s/step | blocks | steps | NFE | s/panel | rungs (step, σ) | finished | peak GPU GiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def f(v: object, fmt: str = "") -> str:
+        return "–" if v is None else format(v, fmt)
+
     for r in rows:
-        peak = "–" if r["peak_gpu_gib"] is None else f"{r['peak_gpu_gib']:.1f}"
-        lines.append(f"| {r['method']} | {r['mode']} | {r['nfe']} | {r['seconds']:.2f} | {r['s_per_nfe']:.4f} | "
-                     f"{r['host_s_per_candidate']:.4f} | {peak} | {r['candidates']} | {r['finished']} |")
+        lines.append(
+            f"| {r['kind']} | {r['canvas']}² | {r['mode']} | {f(r.get('s_per_step'), '.4f')} | {f(r.get('blocks_computed'), '.2f')} | "
+            f"{f(r.get('steps'))} | {f(r.get('nfe'))} | {f(r.get('s_per_panel'), '.2f')} | {r.get('rungs', '–')} | "
+            f"{f(r.get('finished'))} | {f(r.get('peak_gpu_gib'), '.1f')} |"
+        )
     table = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(table)

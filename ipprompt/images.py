@@ -102,12 +102,22 @@ def read_image_bytes(path: Path, limits: ImageLimits = IMAGE_LIMITS) -> bytes:
         raise ImageRejected(f"cannot read file ({exc.strerror or exc})", str(path)) from None
 
 
-def open_image(source: Path | str | bytes, *, name: str | None = None, limits: ImageLimits = IMAGE_LIMITS) -> Image.Image:
+IMAGE_MODES = ("upright", "plain")
+
+
+def open_image(
+    source: Path | str | bytes, *, name: str | None = None, limits: ImageLimits = IMAGE_LIMITS, mode: str = "upright"
+) -> Image.Image:
     """Decode a file (path) or file bytes into an upright RGB image, or raise ``ImageRejected``.
 
     ``name`` is how the file is named in the refusal (the path itself by default; give the name
-    the user wrote, e.g. a symlink's own name, when it differs).
+    the user wrote, e.g. a symlink's own name, when it differs). ``mode="plain"`` converts as
+    IP-Prompter's code does, ``Image.open(p).convert("RGB")``: no EXIF rotation, transparency
+    dropped (not flattened on white), so ``--method reference`` gets the reference's pixels; the
+    checks and limits stay.
     """
+    if mode not in IMAGE_MODES:
+        raise ValueError(f"unknown image mode {mode!r}: one of {IMAGE_MODES}")
     if isinstance(source, (bytes, bytearray)):
         data = bytes(source)
     else:
@@ -123,6 +133,8 @@ def open_image(source: Path | str | bytes, *, name: str | None = None, limits: I
             if problem is not None:
                 raise ImageRejected(problem, name)
             image.load()
+            if mode == "plain":
+                return image.convert("RGB")
             return _to_rgb(_upright(image))
     except ImageRejected as rejected:
         raise ImageRejected(rejected.reason, rejected.name or name) from None

@@ -24,8 +24,9 @@ from ipprompt.pipeline.plan import REROLL_STRIDE
 from ipprompt.pipeline.run import run_story
 
 # Three arrangements, two finished, one only previewed (pruned): every kind of candidate.
-PREVIEW = {"backend": "preview", "tile": 256, "candidates": 3, "rounds": 0, "keep": 2}
-TINY = {"backend": "flux-fill", "tile": 256, "candidates": 3, "rounds": 0, "steps": 3, "preview_step": 1, "keep": 1}
+PREVIEW = {"backend": "preview", "tile": 256, "candidates": 3, "rounds": 0, "finish": 2}
+# 3 steps at 768²: both default rungs fall on step 2 (σ 0.70); the one rung keeps 1 of 3.
+TINY = {"backend": "flux-fill", "tile": 256, "candidates": 3, "rounds": 0, "steps": 3, "finish": 1}
 
 
 @pytest.fixture(scope="module")
@@ -133,9 +134,11 @@ def test_a_picked_preview_is_finished_by_the_next_run_alone(example_copy: Path, 
     assert third.reused == [2, 3] and third.finished == []
 
 
-def test_finished_pick_equals_a_full_run_of_its_arrangement(example_copy: Path, flux: FluxFillBackend, tmp_path: Path) -> None:
-    """Candidates are deterministic: finishing a previewed one later gives the exhaustive run's pixels."""
+def test_finished_pick_equals_a_full_run_of_its_arrangement(example_copy: Path, flux: FluxFillBackend, tiny_clip_dir: Path, tmp_path: Path) -> None:
+    """Candidates are deterministic: finishing a previewed one later gives the exhaustive run's
+    pixels, and the search's own scores (CLIP-I against the panel's one reference set)."""
     pruned_run, full_run = tmp_path / "pruned", tmp_path / "full"
+    TINY = {**globals()["TINY"], "encoder": str(tiny_clip_dir)}
     run_story(example_copy, out=pruned_run, panels="2", backend_instance=flux, **TINY)
     panel = read_manifest(pruned_run).panel(2)
     assert panel is not None
@@ -154,6 +157,10 @@ def test_finished_pick_equals_a_full_run_of_its_arrangement(example_copy: Path, 
     same = full.candidate(target.index)
     assert same is not None and same.arrangement.cells == target.arrangement.cells
     assert np.array_equal(pixels(pruned_run / "panels" / "02.png"), pixels(full_run / str(same.image)))
+    picked = finished.candidate(target.index)
+    assert picked is not None and picked.scores is not None and same.scores is not None
+    assert picked.scores.clip_i is not None and picked.scores.clip_i == same.scores.clip_i
+    assert picked.scores == same.scores
 
 
 def test_reroll_changes_only_that_panel_and_history_brings_it_back(

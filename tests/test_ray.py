@@ -168,7 +168,7 @@ def test_a_picked_preview_is_finished_on_a_ray_worker(ray_cluster: None, example
     from ipprompt.runfolder.picks import pick
 
     run = tmp_path / "run"
-    quick = {"backend": "preview", "tile": 256, "candidates": 4, "keep": 1, "rounds": 0}
+    quick = {"backend": "preview", "tile": 256, "candidates": 4, "finish": 1, "rounds": 0}
     run_story(example_copy, out=run, panels="2", **quick)
     pruned = next(c for c in read_manifest(run).panel(2).candidates if c.pruned)  # type: ignore[union-attr]
     pick(run, 2, pruned.index)

@@ -20,7 +20,8 @@ from cli_helpers import run_cli
 from ipprompt.backends.preview import PreviewBackend
 from ipprompt.dvp.grid import GridSpec, RefImage, target_mask
 from ipprompt.dvp.ipprompter import REFERENCE_PREFIX, ReferenceSearch, reference_arrangement, reference_fit
-from ipprompt.dvp.search import CandidateSearch, PanelPrompt, SearchSettings
+from ipprompt.dvp.methods import method_of
+from ipprompt.dvp.search import PanelPrompt, SearchSettings
 from ipprompt.pipeline.run import run_story
 from ipprompt.runfolder.manifest import read_manifest
 from ipprompt.dvp.scoring import Scorer
@@ -118,7 +119,7 @@ def _open(refs: tuple[RefImage, ...]) -> list[Image.Image]:
 
 def _our_canvases(prompt: PanelPrompt) -> list:  # type: ignore[type-arg]
     settings = SearchSettings(candidates=2, rounds=2, steps=2, method="reference")
-    return CandidateSearch(PreviewBackend(), Scorer(None), SPEC, settings).run(prompt).candidates
+    return ReferenceSearch(PreviewBackend(), Scorer(None), SPEC, settings).run(prompt).candidates
 
 
 # ----------------------------------------------------------------------------- canvases
@@ -182,9 +183,9 @@ def test_every_candidate_finishes_and_the_highest_clip_t_wins(panel: PanelPrompt
     from ipprompt.encoders.clip import ClipEncoder
 
     encoder = ClipEncoder.load(str(tiny_clip_dir), device="cpu")
-    settings = SearchSettings(candidates=2, rounds=2, steps=4, preview_step=1, keep=1, search="pruned", method="reference")
+    settings = SearchSettings(candidates=2, rounds=2, steps=4, finish=1, search="pruned", method="reference")
     backend = PreviewBackend()
-    result = CandidateSearch(backend, Scorer(encoder), SPEC, settings).run(panel)
+    result = method_of("reference").search_class()(backend, Scorer(encoder), SPEC, settings).run(panel)
     assert len(result.candidates) == 6 and result.rounds_run == 1
     assert all(c.finished and not c.pruned and c.steps_run == 4 for c in result.candidates)
     best = max(result.candidates, key=lambda c: (c.scores.clip_t, -c.index))  # type: ignore[union-attr]
@@ -225,6 +226,7 @@ def test_preview_reference_run_records_method_and_prompts(example_copy: Path, tm
     made = [p for p in result.manifest.panels if p.done]
     assert [len(p.candidates) for p in made] == [6, 6, 2]  # n! of 3, 3 and 2 elements
     for p in made:
+        # The frame's text as written (a final "." would be kept; the style joins before it) after the prefix.
         assert p.method == "reference" and p.text == REFERENCE_PREFIX + (p.description or "")
         assert all(p.candidate_prompt(c) == p.text and c.finished for c in p.candidates)
     html = (result.out / "storyboard.html").read_text()
@@ -285,7 +287,7 @@ def test_same_pixels_as_the_reference_pipeline_call(panel: PanelPrompt, tiny_flu
 
     backend = FluxFillBackend.load(str(tiny_flux_dir), MachineOptions(device="cpu"))
     one = PanelPrompt(panel.text, panel.element_texts[:2], panel.ranked[:2], panel.pinned, panel.seed, description=panel.description)
-    result = CandidateSearch(backend, Scorer(None), SPEC, SearchSettings(steps=2, method="reference")).run(one)
+    result = ReferenceSearch(backend, Scorer(None), SPEC, SearchSettings(steps=2, method="reference")).run(one)
     cand = result.candidates[1]  # permutation (1, 0)
     condition = reference_condition([_open(r) for r in one.ranked], cand.arrangement.order, _open(one.pinned))
     assert np.array(condition)[TILE : 2 * TILE, TILE : 2 * TILE].any(), "the reference pasted an image into the centre"
@@ -296,3 +298,99 @@ def test_same_pixels_as_the_reference_pipeline_call(panel: PanelPrompt, tiny_flu
         num_inference_steps=2, max_sequence_length=512, generator=torch.Generator("cpu").manual_seed(one.seed),
     ).images[0]
     assert np.array_equal(np.array(cand.cell), np.array(theirs.crop(SPEC.box(SPEC.target))))
+
+
+# ----------------------------------------------------------------------------- exactly as the reference
+
+# The reference's example frame (prompts_list.py) and the prompt inference.py builds from it:
+# standard_prompt ('... high-quality.') + prompt_content (' A man ...background.').
+EXAMPLE_FRAME = "A man in a blue shirt and brown pants riding a bicycle, with grass and sky in the background."
+EXAMPLE_ELEMENTS = ["A man in a blue shirt and brown pants", "riding a bicycle", "grass and sky in the background"]
+EXAMPLE_PROMPT = (
+    "A diptych with images sharing the same art style. high-quality. "
+    "A man in a blue shirt and brown pants riding a bicycle, with grass and sky in the background."
+)
+
+
+def _example_story(folder: Path) -> Path:
+    story = folder / "frame.toml"
+    story.write_text(
+        'title = "Reference frame"\ntheme = "themes/lighthouse"\n\n[generation]\nmethod = "reference"\ntile = 256\n\n'
+        f"[[panels]]\nprompt = {json.dumps(EXAMPLE_FRAME)}\nelements = {json.dumps(EXAMPLE_ELEMENTS)}\n",
+        encoding="utf-8",
+    )
+    return story
+
+
+def test_the_references_example_frame_gives_the_references_prompt(example_copy: Path, tmp_path: Path) -> None:
+    result = run_story(_example_story(example_copy.parent), out=tmp_path / "p", backend="preview", encoder="no-such-local-encoder")
+    panel = result.manifest.panel(1)
+    assert panel is not None and panel.text == EXAMPLE_PROMPT
+    assert all(c.prompt == EXAMPLE_PROMPT for c in panel.candidates) and len(panel.candidates) == 6
+    assert panel.settings["steps"] == 50, "the reference's own step count"
+
+
+def test_a_text_ending_with_a_full_stop_is_sent_with_it(example_copy: Path, tiny_flux_dir: Path, tmp_path: Path) -> None:
+    from ipprompt.backends.factory import MachineOptions
+    from ipprompt.backends.flux_fill import FluxFillBackend
+
+    backend = FluxFillBackend.load(str(tiny_flux_dir), MachineOptions(device="cpu"))
+    sent: list[str] = []
+    encode = backend.sampler.encode_prompt
+    backend.sampler.encode_prompt = lambda prompt: (sent.append(prompt), encode(prompt))[1]  # type: ignore[method-assign]
+    run_story(_example_story(example_copy.parent), out=tmp_path / "t", backend_instance=backend, encoder="no-such-local-encoder", steps=1)
+    assert sent == [EXAMPLE_PROMPT] and sent[0].endswith(".")
+
+
+def test_reference_mode_opens_images_as_the_reference_does(tmp_path: Path) -> None:
+    """No EXIF rotation, transparency dropped (not flattened on white): Image.open(p).convert("RGB")."""
+    from ipprompt.images import open_image
+
+    rgba = Image.new("RGBA", (40, 20), (10, 200, 30, 0))
+    rgba.putpixel((0, 0), (255, 0, 0, 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    path = tmp_path / "sideways.png"
+    rgba.save(path, exif=exif)
+    theirs = np.asarray(Image.open(path).convert("RGB"))
+    ours = np.asarray(open_image(path, mode="plain"))
+    assert np.array_equal(ours, theirs) and ours.shape == (20, 40, 3)
+    upright = open_image(path)
+    assert upright.size == (20, 40) and upright.getpixel((10, 30)) == (255, 255, 255), "our own mode: upright, on white"
+    ref = RefImage("a" * 64, path)
+    assert np.array_equal(np.asarray(ref.open(mode=method_of("reference").image_mode)), theirs)
+
+
+def test_one_seed_reproduces_a_multi_frame_reference_run(example_copy: Path) -> None:
+    from ipprompt.pipeline.plan import panel_seed
+    from ipprompt.story.loading import Generation, load_story
+
+    story = load_story(example_copy)
+    one = Generation(method="reference", one_seed=True, seed=7)
+    seeds = {panel_seed(story, one, n) for n in range(1, len(story.panels) + 1) if story.panels[n - 1].seed is None}
+    assert seeds == {7}
+    assert len({panel_seed(story, Generation(seed=7), n) for n in (1, 2, 3)}) == 3
+
+
+def test_reference_pool_is_the_top_folder_jpg_and_png_with_duplicates(tmp_path: Path) -> None:
+    from ipprompt.dvp.reference_pool import pool_files, reference_match
+    from ipprompt.theme.library import ThemeLibrary
+
+    theme = tmp_path / "theme"
+    (theme / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(3)
+
+    def save(name: str) -> None:
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(theme / name)  # format from the suffix
+
+    for name in ("lighthouse_a.png", "lighthouse_c.JPG", "sub/lighthouse_d.png", "lighthouse_e.webp"):
+        save(name)
+    (theme / "lighthouse_b.png").write_bytes((theme / "lighthouse_a.png").read_bytes())  # same bytes, another file
+    assert [p.name for p in pool_files(theme)] == ["lighthouse_a.png", "lighthouse_b.png", "lighthouse_c.JPG"]
+    with ThemeLibrary.open(theme) as library:
+        assert len(library) == 4  # our index: once per distinct image, sub-folders and WebP included
+        ranked = reference_match(library, ["lighthouse"], k=9)
+    names = sorted(r.path.name for r in ranked[0])
+    assert names == ["lighthouse_a.png", "lighthouse_b.png", "lighthouse_c.JPG"], "duplicates kept, nothing else"
+    a, b = (r for r in ranked[0] if r.path.name in ("lighthouse_a.png", "lighthouse_b.png"))
+    assert a.sha256 == b.sha256 and a.score == b.score

@@ -62,7 +62,7 @@ def test_example_story_is_valid() -> None:
 
 def test_valid_story_loads_typed_objects(tmp_path: Path) -> None:
     story = load_story(write_story(tmp_path, VALID))
-    assert story.generation.tile == 256 and story.generation.steps == 50
+    assert story.generation.tile == 256 and story.generation.steps == 28  # the default budget (balanced)
     assert story.panels[0].dialogue[0].speaker == "mira"
     assert story.display_name("mira") == "Mira"
     assert story.ref_paths("mira")[0] == (tmp_path / "mira.png").resolve()

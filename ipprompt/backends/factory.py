@@ -103,9 +103,25 @@ def _attention_problem(attention: str, cuda: bool) -> str | None:
     return None
 
 
-def _problems(backend: str, machine: MachineOptions, loras: Sequence[str] = ()) -> list[str]:
+def _cache_problems(cache: str, machine: MachineOptions) -> list[str]:
+    """What ``cache`` cannot combine with (it combines with --compile, fp8 and --offload model)."""
+    from ipprompt.story.schema import parse_cache
+
+    try:
+        name, _ = parse_cache(cache)
+    except ValueError as exc:
+        return [f"--cache: {exc}"]
+    if name != "none" and machine.offload == "sequential":
+        # Both wrap the transformer's blocks in hooks; the pair was never run, so it is refused
+        # rather than left to fail (or to run slower than without the cache) an hour into a run.
+        return [f"--cache {cache} with --offload sequential is not supported (the cache's block hooks and the per-layer "
+                "offload hooks would wrap the same blocks); use --offload model, or drop --cache"]
+    return []
+
+
+def _problems(backend: str, machine: MachineOptions, loras: Sequence[str] = (), cache: str = "none") -> list[str]:
     """Every reason the combination cannot run on this machine (empty when it can)."""
-    problems: list[str] = []
+    problems: list[str] = _cache_problems(cache, machine)
     for name, value, allowed in (
         ("offload", machine.offload, OFFLOAD_MODES),
         ("quantize", machine.quantize, QUANTIZE_MODES),
@@ -155,9 +171,9 @@ def _problems(backend: str, machine: MachineOptions, loras: Sequence[str] = ()) 
     return problems
 
 
-def check_inputs(backend: str, machine: MachineOptions, loras: Sequence[str] = ()) -> None:
+def check_inputs(backend: str, machine: MachineOptions, loras: Sequence[str] = (), cache: str = "none") -> None:
     """Refuse impossible option combinations before any model loads (all problems at once)."""
-    problems = _problems(backend, machine, loras)
+    problems = _problems(backend, machine, loras, cache)
     if problems:
         head = problems[0] if len(problems) == 1 else f"{len(problems)} problems with the options:\n" + "\n".join(f"  - {p}" for p in problems)
         raise IppromptError(head, "`ipprompt doctor` shows what this machine supports and suggests a memory mode.")
@@ -177,7 +193,7 @@ def create_backend(settings: "RunSettings", note: Note | None = None) -> "Backen
     """Load the generator the settings name, placed and configured as the machine options say."""
     from ipprompt.backends.registry import backend_spec
 
-    check_inputs(settings.backend, settings.machine, settings.lora_specs)
+    check_inputs(settings.backend, settings.machine, settings.lora_specs, settings.cache)
     return backend_spec(settings.backend).load(settings, note or (lambda _text: None))
 
 

@@ -4,7 +4,8 @@ Loading is where users with 16-24 GB cards succeed or fail, so every lever lives
 (fused), model or sequential CPU offload, fp8 (torchao float8 compute on GPUs with fp8 matmul,
 else layerwise fp8 storage with bf16 compute, which works on any GPU and on CPU), nf4 through
 bitsandbytes (CUDA only), VAE tiling, the attention kernel, and ``torch.compile`` of the repeated
-transformer blocks.
+transformer blocks. ``cache = "fbcache[:T]"`` adds diffusers' First Block Cache (a hook on the
+transformer that skips the remaining blocks when the first block's output barely changed).
 """
 
 from __future__ import annotations
@@ -66,7 +67,23 @@ def _compile(transformer: Any, options: MachineOptions) -> str:
     return "regional, fullgraph" if fullgraph else "regional"
 
 
-def load_flux_fill(model_id: str, options: MachineOptions, loras: list[str] | None = None) -> tuple[Any, torch.device, torch.dtype, dict[str, Any]]:
+def _enable_cache(transformer: Any, cache: str) -> str | None:
+    """Put the cache hook on the transformer before compiling it (compile sees the hooks and
+    compiles without ``fullgraph``). Returns what the manifest records."""
+    from ipprompt.story.schema import parse_cache
+
+    name, threshold = parse_cache(cache)
+    if name == "none":
+        return None
+    from diffusers.hooks import FirstBlockCacheConfig
+
+    transformer.enable_cache(FirstBlockCacheConfig(threshold=threshold))
+    return f"fbcache threshold {threshold}"
+
+
+def load_flux_fill(
+    model_id: str, options: MachineOptions, loras: list[str] | None = None, cache: str = "none"
+) -> tuple[Any, torch.device, torch.dtype, dict[str, Any]]:
     """Load FluxFillPipeline from a hub id or a folder, placed on the device as the options say.
 
     Order matters: LoRAs are fused into full-precision weights first, then fp8 (torchao or
@@ -78,7 +95,7 @@ def load_flux_fill(model_id: str, options: MachineOptions, loras: list[str] | No
     from diffusers import FluxFillPipeline
 
     loras = list(loras or [])
-    check_inputs("flux-fill", options, loras)
+    check_inputs("flux-fill", options, loras, cache)
     device = resolve_device(options.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     fp8 = fp8_kind(device)[0] if options.quantize == "fp8" else None
@@ -128,6 +145,7 @@ def load_flux_fill(model_id: str, options: MachineOptions, loras: list[str] | No
         pipe.vae.enable_tiling()
     if options.attention != "native":
         pipe.transformer.set_attention_backend(options.attention)
+    applied["cache"] = _enable_cache(pipe.transformer, cache)
     if options.compile:
         applied["compiled"] = _compile(pipe.transformer, options)
     return pipe, device, dtype, applied
@@ -158,14 +176,23 @@ class FluxFillBackend:
         self.options = options
         self.device = device
         self.dtype = dtype
-        self.sampler = FluxFillSampler(pipe)
+        self.sampler = FluxFillSampler(pipe, cached=bool(self.applied.get("cache")))
         self._encodings: dict[str, PromptEncoding] = {}
 
     @classmethod
-    def load(cls, model_id: str, options: MachineOptions | None = None, loras: list[str] | None = None) -> "FluxFillBackend":
+    def load(cls, model_id: str, options: MachineOptions | None = None, loras: list[str] | None = None, cache: str = "none") -> "FluxFillBackend":
         options = options or MachineOptions()
-        pipe, device, dtype, applied = load_flux_fill(model_id, options, loras)
+        pipe, device, dtype, applied = load_flux_fill(model_id, options, loras, cache)
         return cls(pipe, model_id, options, device, dtype, applied)
+
+    @property
+    def scheduler(self) -> Any:
+        """The model's own scheduler: the search reads its rungs' σ from it."""
+        return self.pipe.scheduler
+
+    def release(self, handle: FluxHandle) -> None:
+        """Forget a candidate that will not be advanced again (its cache state)."""
+        self.sampler.release(handle.state)
 
     @property
     def nfe(self) -> int:
@@ -222,4 +249,5 @@ class FluxFillBackend:
             "fp8": self.applied.get("fp8"),
             "attention": self.options.attention,
             "loras": self.applied.get("loras", []),
+            "cache": self.applied.get("cache"),
         }

@@ -7,15 +7,25 @@ scheduler step, calling them in the pipeline's order with the pipeline's random 
 candidate that is paused and finished later gives exactly the pixels of an uninterrupted
 ``pipe(...)`` call. Each candidate owns a copy of the scheduler, because the scheduler keeps the
 step index.
+
+Previews decode the predicted clean latent of the whole canvas and crop the target cell: the VAE
+decoder's receptive field (and its group norms, and the real VAE's mid-block attention) reach
+across the canvas, so decoding the cell's latent slice alone gave other pixels than the same crop
+of a full decode (19 levels on average on the tiny VAE, 32 at the border). A preview taken after
+the last step is therefore exactly the finished cell.
+
+With a diffusers cache on the transformer (``cache = "fbcache"``), every transformer call runs in
+the candidate's own cache context, so the cache compares a candidate's step with that same
+candidate's previous step, never with another candidate's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -46,6 +56,7 @@ class SamplerState:
     width: int
     step: int = 0
     last_velocity: torch.Tensor | None = field(default=None, repr=False)
+    cache_name: str = ""  # the candidate's cache context (with a transformer cache)
 
     @property
     def done(self) -> bool:
@@ -55,10 +66,12 @@ class SamplerState:
 class FluxFillSampler:
     """Start, advance, preview and finish FLUX Fill candidates one step at a time."""
 
-    def __init__(self, pipe: Any) -> None:
+    def __init__(self, pipe: Any, cached: bool = False) -> None:
         self.pipe = pipe
+        self.cached = cached  # a diffusers cache hook sits on the transformer
         self.transformer_calls = 0
         self.text_encoder_calls = 0
+        self._started = 0
 
     @property
     def device(self) -> torch.device:
@@ -96,19 +109,12 @@ class FluxFillSampler:
         dtype = encoding.prompt_embeds.dtype
         init_image = pipe.image_processor.preprocess(canvas, height=height, width=width).to(dtype=torch.float32)
 
-        from diffusers.pipelines.flux.pipeline_flux_fill import calculate_shift, retrieve_timesteps
+        from ipprompt.dvp.rungs import set_flux_schedule
 
         scheduler = copy.deepcopy(pipe.scheduler)
-        sigmas = np.linspace(1.0, 1 / steps, steps)
-        image_seq_len = (height // pipe.vae_scale_factor // 2) * (width // pipe.vae_scale_factor // 2)
-        mu = calculate_shift(
-            image_seq_len,
-            scheduler.config.get("base_image_seq_len", 256),
-            scheduler.config.get("max_image_seq_len", 4096),
-            scheduler.config.get("base_shift", 0.5),
-            scheduler.config.get("max_shift", 1.15),
-        )
-        timesteps, _ = retrieve_timesteps(scheduler, steps, device, sigmas=sigmas, mu=mu)
+        # The pipeline's schedule (retrieve_timesteps with linspace sigmas and mu): one function
+        # for this and for every σ the search and the dry run print.
+        timesteps = set_flux_schedule(scheduler, steps, width, height, device)
         if hasattr(scheduler, "set_begin_index"):
             scheduler.set_begin_index(0)
         latent_timestep = timesteps[:1]
@@ -132,7 +138,9 @@ class FluxFillSampler:
         guidance_t = None
         if pipe.transformer.config.guidance_embeds:
             guidance_t = torch.full([1], guidance, device=device, dtype=torch.float32).expand(latents.shape[0])
+        self._started += 1
         return SamplerState(
+            cache_name=f"candidate-{self._started}",
             spec=spec,
             steps=steps,
             latents=latents,
@@ -177,17 +185,19 @@ class FluxFillSampler:
             t = state.timesteps[state.step]
             latents = state.latents
             timestep = t.expand(latents.shape[0]).to(latents.dtype)
-            velocity = pipe.transformer(
-                hidden_states=torch.cat((latents, state.masked_image_latents), dim=2),
-                timestep=timestep / 1000,
-                guidance=state.guidance,
-                pooled_projections=enc.pooled_prompt_embeds,
-                encoder_hidden_states=enc.prompt_embeds,
-                txt_ids=enc.text_ids,
-                img_ids=state.latent_image_ids,
-                joint_attention_kwargs=None,
-                return_dict=False,
-            )[0]
+            context = pipe.transformer.cache_context(state.cache_name) if self.cached else contextlib.nullcontext()
+            with context:
+                velocity = pipe.transformer(
+                    hidden_states=torch.cat((latents, state.masked_image_latents), dim=2),
+                    timestep=timestep / 1000,
+                    guidance=state.guidance,
+                    pooled_projections=enc.pooled_prompt_embeds,
+                    encoder_hidden_states=enc.prompt_embeds,
+                    txt_ids=enc.text_ids,
+                    img_ids=state.latent_image_ids,
+                    joint_attention_kwargs=None,
+                    return_dict=False,
+                )[0]
             self.transformer_calls += 1
             state.latents = state.scheduler.step(velocity, t, latents, return_dict=False)[0]
             state.last_velocity = velocity
@@ -202,27 +212,39 @@ class FluxFillSampler:
 
     @torch.inference_mode()
     def preview(self, state: SamplerState) -> Image.Image:
-        """The target cell decoded from the predicted clean latent at the current step.
+        """The target cell as the finished canvas would show it, predicted at the current step.
 
         Flow matching: x_t = (1 - s) x0 + s e and v = e - x0, so x0 = x_t - s v. After the
-        scheduler step, the latents sit at the next sigma and v is the last velocity. Only the
-        target cell's slice of the latent is decoded.
+        scheduler step, the latents sit at the next sigma and v is the last velocity; the result is
+        the model's prediction made at the sigma before that step. The whole canvas is decoded, as
+        ``finish`` decodes it, and the target cell cropped: a crop of a full decode, pixel for pixel.
         """
         if state.last_velocity is None:
             raise ValueError("advance a candidate at least one step before previewing it")
         sigma = state.scheduler.sigmas[state.scheduler.step_index].to(state.latents.device, state.latents.dtype)
         x0 = state.latents - sigma * state.last_velocity
         z = self._unpack(x0, state)
-        scale = self.pipe.vae_scale_factor
-        left, top, right, bottom = state.spec.box(state.spec.target)
-        z = z[:, :, top // scale : bottom // scale, left // scale : right // scale]
         image = self.pipe.vae.decode(z.to(self.pipe.vae.dtype), return_dict=False)[0]
-        return self.pipe.image_processor.postprocess(image, output_type="pil")[0]
+        full = self.pipe.image_processor.postprocess(image, output_type="pil")[0]
+        return full.crop(state.spec.box(state.spec.target))
+
+    def release(self, state: SamplerState) -> None:
+        """Forget a candidate's cache state (a cache keeps one per context until told otherwise)."""
+        if not self.cached:
+            return
+        for module in self.pipe.transformer.modules():
+            registry = getattr(module, "_diffusers_hook", None)
+            for hook in getattr(registry, "hooks", {}).values():
+                manager = getattr(hook, "state_manager", None)
+                cache = getattr(manager, "_state_cache", None)
+                if isinstance(cache, dict):
+                    cache.pop(state.cache_name, None)
 
     @torch.inference_mode()
     def finish(self, state: SamplerState, on_step: Any = None) -> Image.Image:
         """Run the remaining steps and decode the whole canvas, as the pipeline does."""
         self.advance(state, len(state.timesteps) - state.step, on_step=on_step)
+        self.release(state)
         z = self._unpack(state.latents, state)
         image = self.pipe.vae.decode(z, return_dict=False)[0]
         return self.pipe.image_processor.postprocess(image, output_type="pil")[0]

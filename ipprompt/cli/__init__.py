@@ -11,6 +11,7 @@ import sys
 import typer
 
 from ipprompt.cli import doctor, story, theme, vistorybench
+from ipprompt.cli import calibrate as calibrate_cli
 from ipprompt.cli import eval as eval_cli
 from ipprompt.cli.console import run_cli_errors
 
@@ -31,6 +32,7 @@ app.add_typer(theme.app, name="theme")
 app.add_typer(vistorybench.app, name="vistorybench")
 app.command("doctor")(doctor.doctor)
 app.command("eval")(eval_cli.eval_command)
+app.command("calibrate")(calibrate_cli.calibrate_command)
 
 
 def main() -> None:

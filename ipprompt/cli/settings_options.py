@@ -24,6 +24,16 @@ def _opt(*flags: str, help: str, panel: str = GENERATION, **kw: Any) -> Any:
     return typer.Option(None, *flags, help=help, rich_help_panel=panel, **kw)
 
 
+def _sigmas(text: Optional[str]) -> Optional[list[float]]:
+    """``--rungs 0.95,0.85`` -> [0.95, 0.85] (the schema checks the values)."""
+    if text is None or isinstance(text, list):
+        return text
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a list of numbers, e.g. 0.95,0.85") from None
+
+
 # name -> (type, option). Defaults are None: "not given", so the run folder's value (or the
 # story's) applies; the real defaults are in the help and in ipprompt/story/schema.py.
 SETTINGS_OPTIONS: dict[str, tuple[Any, Any]] = {
@@ -37,10 +47,14 @@ SETTINGS_OPTIONS: dict[str, tuple[Any, Any]] = {
     "seed": (Optional[int], _opt(help="Base seed; a panel's own seed wins (default 0).")),
     "rounds": (Optional[int], _opt(help="Refinement rounds after the first (default 2).")),
     "refine": (Optional[int], _opt(help="New arrangements per refinement round (default 2).")),
-    "search": (Optional[str], _opt(help="pruned (judge previews) or exhaustive (default pruned).")),
-    "preview_step": (Optional[int], _opt("--preview-step", help="Pruned search: step of the previews (default 6).")),
-    "keep": (Optional[int], _opt(help="Pruned search: previews finished (default 1).")),
-    "fast": (Optional[bool], _opt("--fast/--no-fast", help="Few-step LoRA (Turbo-Alpha), 8 steps (default off).")),
+    "search": (Optional[str], _opt(help="pruned (judge previews at rungs) or exhaustive (default pruned).")),
+    "budget": (Optional[str], _opt(help="fast (<= 60 NFE/panel), balanced (<= 150) or thorough (<= 300) (default balanced).")),
+    "rungs": (Optional[str], _opt(help="σ at which candidates are judged, e.g. 0.95,0.85 (default: the budget's or a profile's).", callback=_sigmas)),
+    "finish": (Optional[int], _opt(help="Candidates the last rung keeps and finishes (default 2).")),
+    "calibration": (Optional[str], _opt(help="auto (use a matching calibration profile) or off (default auto).")),
+    "cache": (Optional[str], _opt(help="none or fbcache[:THRESHOLD]: First Block Cache (default none).")),
+    "one_seed": (Optional[bool], _opt("--one-seed/--no-one-seed", help="Every panel from the base seed, as one reference run (default off).")),
+    "fast": (Optional[bool], _opt("--fast/--no-fast", help="Few-step LoRA, 8 steps: ~35 NFE per panel, at most 40 (default off).")),
     "loras": (Optional[List[str]], _opt("--lora", help="LoRA: hub id or .safetensors[:SCALE] (repeatable).")),
     "continuity": (Optional[bool], _opt("--continuity/--no-continuity", help="Previous panel as a reference (default off).")),
     "tile": (Optional[int], _opt(help="Pixels per grid cell, multiple of 16 (default 512).")),

@@ -26,13 +26,13 @@ def check(story_path: Path = typer.Argument(..., metavar="STORY", help="The stor
 
     Example: ipprompt story check stories/lighthouse.toml
     """
-    from ipprompt.dvp.ipprompter import reference_problems
+    from ipprompt.dvp.methods import method_problems
     from ipprompt.paths import resolve_theme_path
     from ipprompt.story.loading import load_story
 
     try:
         story = load_story(story_path)
-        reference_problems(story, story.generation)  # method = "reference": what it cannot lay out
+        method_problems(story, story.generation)  # what the story's method cannot lay out
         theme = resolve_theme_path(story.doc.theme, relative_to=story.folder)
     except IppromptError as error:
         raise fail(error)

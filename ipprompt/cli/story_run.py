@@ -91,12 +91,15 @@ def _dry_run(story_path: Path, out: Optional[Path], panels: Optional[str], optio
         console.print(escape("Using this run folder's options: " + ", ".join(settings.option(k) for k in pre.remembered)))
     for name in pre.differing():
         console.print(escape(f"{settings.option(name)} differs from this run's {pre.recorded[name]!r}: the panels made with it would be made again."))
+
+    from ipprompt.dvp.methods import method_of
+
     proj = plan["projection"]
     mode = "fast, " if settings.fast else ""
-    if settings.method == "reference":
-        how = f"reference method (every permutation), {settings.steps} steps"
+    if not method_of(settings.method).rungs:
+        how = f"{method_of(settings.method).title}, {settings.steps} steps"
     elif search_settings(settings).pruned:
-        how = f"pruned search, {settings.steps} steps, preview at step {settings.preview_step}"
+        how = f"rungs by noise level, budget {settings.budget}, {settings.steps} steps"
     else:
         how = f"exhaustive search (no previews), {settings.steps} steps"
     title = f"Dry run: {story.title} — {mode}{how}, canvas {plan['canvas']}²"
@@ -112,6 +115,10 @@ def _dry_run(story_path: Path, out: Optional[Path], panels: Optional[str], optio
         table.add_row(str(b.number), str(b.elements), str(b.arrangements), str(b.nfe), "-" if sps is None else f"{b.nfe * sps:.1f}s")
     table.add_row("all", "", "", str(plan["total_nfe"]), "-" if plan["seconds"] is None else f"{plan['seconds'] / 60:.1f} min", style="bold")
     console.print(table)
+    for line in rung_lines(plan["panels"]):
+        console.print(escape(line), soft_wrap=True)
+    for note in settings.legacy_notes:
+        console.print(escape(f"note: {note}"), soft_wrap=True)
     if settings.lora_specs:
         console.print("LoRAs: " + escape(", ".join(settings.lora_specs)))
     if sps is None:
@@ -122,6 +129,34 @@ def _dry_run(story_path: Path, out: Optional[Path], panels: Optional[str], optio
     else:
         console.print(escape(f"GPU: {proj.gpu} ({proj.known} table, {proj.source}): {sps:.3f} s/step; transformer time only"))
     console.print("No model was loaded and nothing was written.")
+
+
+def _origin(source: str) -> str:
+    """Where rungs came from, in words: the default (a budget preset), the story, or a profile."""
+    if source.startswith("budget"):
+        return f"the default ({source})"
+    return "the story's rungs" if source == "story" else f"the {source}"
+
+
+def rung_lines(budgets: list) -> list[str]:
+    """One line per distinct canvas: every rung's step and σ, what it keeps, and where the rungs came from."""
+    from ipprompt.dvp.rungs import NFE_LIMITS, limit_problems
+
+    lines, seen = [], set()
+    for b in budgets:
+        s = b.schedule
+        if s is None or (b.canvas, b.tried) in seen:
+            continue
+        seen.add((b.canvas, b.tried))
+        parts = [f"step {r.step} σ {r.sigma:.3f} keeps {k}" for r, k in zip(s.rungs, s.survivors(b.tried))]
+        budget = s.source.removeprefix("budget ")
+        problems = limit_problems(s, b.tried, NFE_LIMITS[budget]) if budget in NFE_LIMITS else []
+        check = f" (outside the defaults' limits: {'; '.join(problems)})" if problems else ""
+        lines.append(
+            f"Rungs at {b.canvas[0]}x{b.canvas[1]} for {b.tried} arrangements, from {_origin(s.source)}: " + ", ".join(parts)
+            + f"; {s.survivors(b.tried)[-1]} finished at step {s.steps}{check}"
+        )
+    return lines
 
 
 def _print_summary(result: "RunResult") -> None:
@@ -165,6 +200,13 @@ def _print_summary(result: "RunResult") -> None:
     console.print(table)
     finished = f", finished {len(result.finished)} picked preview(s)" if result.finished else ""
     console.print(f"made {len(result.generated)}, kept {len(result.reused)}{finished}; retrieval: {escape(str(m.models.get('retrieval')))}")
+    for key, note in (("preview_step", "`preview_step` was ignored (rungs by noise level replace it)"), ("keep", "`keep` was read as `finish`")):
+        if m.settings.get(key) is not None:
+            console.print(escape(f"note: {note}; update the story's [generation]"), soft_wrap=True)
+    used = {(tuple((r.get("step"), r.get("sigma")) for r in p.rungs), p.schedule_source) for p in done if p.number in result.generated and p.rungs}
+    for steps_sigmas, source in sorted(used, key=str):
+        rungs = ", ".join(f"step {k} σ {sigma:.3f}" for k, sigma in steps_sigmas)
+        console.print(escape(f"rungs: {rungs} (from {_origin(str(source))})"), soft_wrap=True)
     if any(p.picked_by == "author" for p in done):
         console.print("* picked by the author (`ipprompt story pick`)")
     if result.storyboard:

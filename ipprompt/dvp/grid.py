@@ -132,12 +132,13 @@ class RefImage:
     # The file's bytes, when the job travels to a worker that cannot read ``path``.
     data: bytes | None = field(default=None, compare=False, repr=False)
 
-    def open(self) -> Image.Image:
+    def open(self, mode: str = "upright") -> Image.Image:
         """The reference as RGB pixels (from its bytes when it travelled, else from its file),
-        through the package's one image opener (size limits, modes, EXIF, transparency)."""
+        through the package's one image opener (size limits, modes, EXIF, transparency; ``mode``
+        "plain" opens as the reference method does)."""
         from ipprompt.images import open_image
 
-        return open_image(self.data if self.data is not None else self.path, name=str(self.path))
+        return open_image(self.data if self.data is not None else self.path, name=str(self.path), mode=mode)
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,12 @@ module rebuilds what the reference implementation does, rule for rule, rather th
 - prompt: ``REFERENCE_PREFIX`` immediately followed by the panel text;
 - winner: the highest CLIP-T between the target cell and the bare panel text (first on ties).
 
-Two things the reference leaves to chance or to a crash are fixed here: every candidate uses the
-panel's seed (the reference draws a random one per permutation), and an element with no image
-leaves its three cells black (the reference loops forever).
+Seeds: the reference draws one seed (``--seed``, or once at random) and uses it for every
+permutation and every frame; every candidate here uses the panel's seed, and ``one_seed = true``
+makes that the same seed for every panel, as in one multi-frame reference run. An element with no
+image leaves its three cells black (the reference loops forever). References open as the reference
+opens them (``Image.open(p).convert("RGB")``: no EXIF rotation, transparency not flattened on white;
+``ipprompt.images`` mode "plain"), within our size limits.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from PIL import Image
 
 from ipprompt.backends.base import Backend, FillJob
 from ipprompt.dvp.grid import Arrangement, Cell, GridSpec, Placement, RefImage
+from ipprompt.dvp.methods import method_of
 from ipprompt.dvp.search import Candidate, CandidateSearch, PanelPrompt, SearchProgress, SearchResult, SearchSettings
 from ipprompt.dvp.scoring import Scorer
 
@@ -132,7 +136,7 @@ class ReferenceSearch(CandidateSearch):
 
     def _tile(self, ref: RefImage) -> Image.Image:
         if ref.sha256 not in self._tiles:
-            self._tiles[ref.sha256] = reference_fit(ref.open(), *self.spec.tile_size)
+            self._tiles[ref.sha256] = reference_fit(ref.open(mode=method_of(self.settings.method).image_mode), *self.spec.tile_size)
         return self._tiles[ref.sha256]
 
     def _job(self, arrangement: Arrangement, prompt: PanelPrompt) -> FillJob:
@@ -158,7 +162,8 @@ def _rank(candidate: Candidate) -> float:
 
 
 def reference_problems(story: "Story", settings: "Generation", numbers: Sequence[int] | None = None) -> None:
-    """Refuse, before anything loads, what the reference method cannot lay out.
+    """Refuse, before anything loads, what the reference method cannot lay out (called through
+    ``ipprompt.dvp.methods.method_problems`` for stories made with this method).
 
     More than 3 elements (the continuity element counts) or more than 4 pinned images in a panel
     is a story error under this method: it names the panel and its line, and says what to change.
@@ -166,8 +171,6 @@ def reference_problems(story: "Story", settings: "Generation", numbers: Sequence
     from ipprompt.story.elements import extract_elements
     from ipprompt.story.loading import Problem, StoryError, line_of
 
-    if settings.method != "reference":
-        return
     problems: list[Problem] = []
     if settings.grid != 3:
         problems.append(Problem("generation.grid", "the reference method needs grid = 3 (its 3 x 3 layout)", line_of(story, ("generation", "grid"))))

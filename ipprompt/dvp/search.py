@@ -6,19 +6,17 @@ weakest element gets its next-ranked references, higher-attention cells, or both
 new arrangements a round). Rounds continue while the best score improves, up to ``rounds``.
 
 Search modes, counted in transformer evaluations (NFE):
-- ``pruned`` (default): every arrangement of every round runs only to ``preview_step`` and is
-  judged on its preview (the predicted clean image of the target cell); refinement works on
-  previews too. At the end the best ``keep`` previews are finished from where they paused and the
-  best finished one wins. At defaults: 6 x 6 + 2 x 6 + 2 x 6 + 1 x 44 = 104 NFE per panel.
-  Candidates are deterministic (fixed seed; pausing changes nothing), so the finished panel has
-  exactly the pixels an uninterrupted run of its arrangement gives.
+- ``pruned`` (default): candidates are judged at rungs by noise level (``ipprompt.dvp.rungs``).
+  Every arrangement, refinements included, runs to the first rung and is judged on its preview
+  (the predicted clean image of the target cell, decoded with the whole canvas around it); the
+  better half goes on to the next rung, and the last rung keeps ``finish`` candidates, which run to
+  the end; the best finished one wins. At the defaults (28 steps, 1536²): 8 x 9 + 4 x 8 + 2 x 11 =
+  126 NFE per panel. Candidates are deterministic (fixed seed; pausing changes nothing), so a
+  finished panel has exactly the pixels an uninterrupted run of its arrangement gives (without
+  ``cache``: a cache decides per step what to skip from the steps it has seen).
 - ``exhaustive``: DVP without pruning: the same rounds, but every arrangement runs all ``steps``
-  and is judged on its finished image (6 x 50 + 2 x 50 + 2 x 50 = 500 NFE at defaults). (The
-  reference method itself, IP-Prompter's grid, prompt and winner rule, is ``method =
-  "reference"``: ``ipprompt.dvp.ipprompter``.)
-
-``run_round`` runs one round's arrangements to the point where the mode judges them (preview or
-finish) and scores them; ``run`` strings the rounds together and finishes the winners.
+  and is judged on its finished image. (The reference method, IP-Prompter's grid, prompt and
+  winner rule, is ``method = "reference"``: ``ipprompt.dvp.ipprompter``.)
 """
 
 from __future__ import annotations
@@ -31,6 +29,8 @@ from PIL import Image
 
 from ipprompt.backends.base import Backend, FillJob
 from ipprompt.dvp.grid import Arrangement, GridSpec, RefImage, build_canvas, crop_target, element_orders, fit_to_tile, place_references, target_mask
+from ipprompt.dvp.profiles import resolve_schedule
+from ipprompt.dvp.rungs import Schedule
 from ipprompt.dvp.scoring import Scorer, Scores
 
 
@@ -54,33 +54,26 @@ class _NoProgress:
 @dataclass(frozen=True)
 class SearchSettings:
     candidates: int = 6
-    rounds: int = 2
-    steps: int = 50
+    rounds: int = 1
+    steps: int = 28
     guidance: float = 30.0
     search: str = "pruned"
-    preview_step: int = 6
-    keep: int = 1
     refine: int = 2
-    method: str = "dvp"  # "reference": IP-Prompter's own method (``ipprompt.dvp.ipprompter``)
+    method: str = "dvp"  # a name in ``ipprompt.dvp.methods.METHODS``
+    rungs: tuple[float, ...] | None = None  # σ targets; None: a calibration profile's, else the budget's
+    finish: int = 2  # candidates the last rung keeps
+    budget: str = "balanced"
+    calibration: str = "auto"  # "off": never place rungs from a profile
+    model: str = ""  # what a calibration profile is keyed by (with the canvas, steps and LoRAs)
+    loras: tuple[str, ...] = ()  # LoRA fingerprints (JSON), for the profile key
 
     @property
     def pruned(self) -> bool:
-        """Pruning needs a preview point before the last step."""
-        return self.search == "pruned" and self.preview_step < self.steps
+        return self.search == "pruned"
 
-    def budget(self, first_round: int) -> int:
-        """The most NFE one panel can cost when round 0 has ``first_round`` arrangements.
-
-        Refinement rounds may stop early (no gain, or no new arrangement), so a panel costs at
-        most this, never more.
-        """
-        if self.method == "reference":  # every permutation to the last step, no refinement
-            return first_round * self.steps
-        arrangements = first_round + (self.rounds * self.refine if first_round else 0)
-        if not self.pruned:
-            return arrangements * self.steps
-        return arrangements * self.preview_step + min(self.keep, arrangements) * (self.steps - self.preview_step)
-
+    def arrangements(self, first_round: int) -> int:
+        """The most arrangements one panel tries when round 0 has ``first_round``."""
+        return first_round + (self.rounds * self.refine if first_round else 0)
 
 @dataclass
 class Candidate:
@@ -97,6 +90,7 @@ class Candidate:
     steps_run: int = 0
     pruned: bool = False
     prompt: str = ""  # the exact text sent to the generator
+    judged_at: list[dict[str, Any]] = field(default_factory=list)  # each rung's step, σ and preview total
     handle: Any = field(default=None, repr=False)  # the backend's paused state, until finished or dropped
 
     @property
@@ -116,6 +110,8 @@ class SearchResult:
     rounds_run: int
     nfe: int
     image: Image.Image = field(repr=False, default=None)  # type: ignore[assignment]
+    schedule: Schedule | None = None  # the rungs used (None: every candidate ran to the end)
+    rungs: list[dict[str, Any]] = field(default_factory=list)  # per rung: step, σ, judged, kept
 
 
 @dataclass(frozen=True)
@@ -171,6 +167,7 @@ class CandidateSearch:
         self.mask = target_mask(spec)
         self._tiles: dict[str, Image.Image] = {}
         self._references: tuple[PanelPrompt | None, tuple[RefImage, ...]] = (None, ())
+        self._schedule: Schedule | None = None
 
     def _tile(self, ref: RefImage) -> Image.Image:
         """A reference fitted to the tile, decoded and resampled once per panel."""
@@ -229,66 +226,131 @@ class CandidateSearch:
             references=self._panel_references(prompt), element_images=prompt.element_images,
         )
 
-    def run_round(self, arrangements: Sequence[Arrangement], prompt: PanelPrompt, round_no: int, first_index: int) -> list[Candidate]:
-        """Run one round's arrangements to where the search mode judges them, and score them.
+    @property
+    def schedule(self) -> Schedule:
+        """This panel's rungs, on the σ of the loaded model's scheduler at this canvas."""
+        if self._schedule is None:
+            scheduler = getattr(self.backend, "scheduler", None)
+            self._schedule = resolve_schedule(self.settings, self.spec.width, self.spec.height, scheduler)
+        return self._schedule
 
-        Pruned: each runs to ``preview_step`` and is scored on its preview; its paused state stays
-        on the candidate (``handle``) for ``finish_best``. Exhaustive: each runs to the end and is
-        scored on its finished cell.
+    def _release(self, candidate: Candidate) -> None:
+        """Drop a candidate's paused state (and whatever the backend keeps for it, e.g. its cache)."""
+        release = getattr(self.backend, "release", None)
+        if candidate.handle is not None and release is not None:
+            release(candidate.handle)
+        candidate.handle = None
+
+    def _judge(self, candidates: Sequence[Candidate], step: int, prompt: PanelPrompt, sigma: float | None) -> None:
+        """Advance candidates to ``step`` and score their previews there.
+
+        Advance all first, then decode all: under model offload this swaps the transformer and
+        the VAE once per rung instead of once per candidate.
+        """
+        for c in candidates:
+            self.backend.advance(c.handle, step - c.handle.step)
+        for c in candidates:
+            c.cell = self.backend.preview(c.handle)
+            c.preview_scores = self._score(c.cell, c, prompt)
+            c.steps_run = c.handle.step
+            c.judged_at.append({"step": c.steps_run, "sigma": None if sigma is None else round(sigma, 4), "total": c.preview_scores.total})
+
+    def run_round(self, arrangements: Sequence[Arrangement], prompt: PanelPrompt, round_no: int, first_index: int) -> list[Candidate]:
+        """Start one round's arrangements and run them to where the search judges them first.
+
+        Pruned: the first rung, scored on the preview there; the paused state stays on the
+        candidate (``handle``) for the later rungs. Exhaustive: the end, scored on the finished cell.
         """
         s = self.settings
-        judge_at = s.preview_step if s.pruned else s.steps
+        rungs = self.schedule.rungs if s.pruned else ()
+        judge_at = rungs[0].step if rungs else s.steps
         self.progress.candidates_added(len(arrangements), len(arrangements) * judge_at)
         jobs = [self._job(a, prompt) for a in arrangements]
         candidates = [Candidate(first_index + i, round_no, a, prompt.seed, j.canvas, prompt=j.prompt) for i, (a, j) in enumerate(zip(arrangements, jobs))]
         for c, j in zip(candidates, jobs):
             c.handle = self.backend.start(j, on_step=self.progress.step)
-        # Advance all first, then decode all: under model offload this swaps the transformer
-        # and the VAE once per round instead of once per candidate.
-        for c in candidates:
-            self.backend.advance(c.handle, judge_at)
-        if s.pruned:
-            for c in candidates:
-                c.cell = self.backend.preview(c.handle)
-                c.preview_scores = self._score(c.cell, c, prompt)
-                c.steps_run = c.handle.step
+        if rungs:
+            self._judge(candidates, judge_at, prompt, rungs[0].sigma)
+            for _ in candidates:
                 self.progress.candidate_done()
         else:
             self._finish(candidates, prompt)
+            for _ in candidates:
+                self.progress.candidate_done()
         return candidates
 
     def _finish(self, candidates: Sequence[Candidate], prompt: PanelPrompt) -> None:
         """Run candidates to the last step, decode and score them (decoding after all denoising)."""
         for c in candidates:
-            self.backend.advance(c.handle, self.settings.steps)
+            self.backend.advance(c.handle, self.settings.steps - c.handle.step)
         for c in candidates:
             full = self.backend.finish(c.handle)
             c.cell = crop_target(self.spec, full)
             c.steps_run = c.handle.step
             c.scores = self._score(c.cell, c, prompt)
             c.pruned = False
-            c.handle = None
-            if not self.settings.pruned:
-                self.progress.candidate_done()
+            self._release(c)
 
-    def finish_best(self, candidates: Sequence[Candidate], prompt: PanelPrompt) -> None:
-        """Pruned search: finish the best ``keep`` previews; the others stay previews (pruned)."""
-        waiting = [c for c in candidates if not c.finished]
-        ranked = sorted(waiting, key=lambda c: (-c.preview_scores.total, c.index))  # type: ignore[union-attr]
-        best = sorted(ranked[: self.settings.keep], key=lambda c: c.index)
-        for c in waiting:
-            c.pruned = True
-        if best:
-            self.progress.candidates_added(0, sum(self.settings.steps - c.handle.step for c in best))
-        self._finish(best, prompt)
-        for c in candidates:
-            c.handle = None  # free the paused latents of pruned candidates
+    def climb(self, candidates: Sequence[Candidate], prompt: PanelPrompt) -> list[dict[str, Any]]:
+        """Take the candidates (all judged at the first rung) up the rungs and finish the survivors.
+
+        Each rung ranks the candidates still in on their preview there and keeps as many as the
+        schedule says; the eliminated ones stay previews (``pruned``). Returns, per rung, its step,
+        σ and which candidates it judged and kept (the manifest records it).
+        """
+        schedule = self.schedule
+        alive = list(candidates)
+        records: list[dict[str, Any]] = []
+        for i, (rung, keep) in enumerate(zip(schedule.rungs, schedule.survivors(len(alive)))):
+            if i > 0:
+                self.progress.candidates_added(0, len(alive) * (rung.step - schedule.rungs[i - 1].step))
+                self._judge(alive, rung.step, prompt, rung.sigma)
+            ranked = sorted(alive, key=lambda c: (-c.preview_scores.total, c.index))  # type: ignore[union-attr]
+            kept = sorted(ranked[:keep], key=lambda c: c.index)
+            for c in alive:
+                if c not in kept:
+                    c.pruned = True
+                    self._release(c)
+            records.append({**rung.to_json(), "judged": [c.index for c in alive], "kept": [c.index for c in kept]})
+            alive = kept
+        if alive:
+            self.progress.candidates_added(0, sum(self.settings.steps - c.handle.step for c in alive))
+        self._finish(alive, prompt)
+        return records
+
+    def finish_arrangement(self, prompt: PanelPrompt, arrangement: Arrangement, index: int, seed: int) -> Candidate:
+        """One arrangement from step 0 to the end, built, run and scored exactly as the search does.
+
+        Used to finish a preview the author picked: the canvas comes from this search's own
+        ``_job`` (its method's fitting and layout), the pixels from its own ``_finish``, and the
+        scores from its own ``_score`` (CLIP-I against the panel's one reference set).
+        """
+        from dataclasses import replace
+
+        prompt = replace(prompt, seed=seed)
+        job = self._job(arrangement, prompt)
+        candidate = Candidate(index, 0, arrangement, seed, job.canvas, prompt=job.prompt)
+        self.progress.candidates_added(1, self.settings.steps)
+        candidate.handle = self.backend.start(job, on_step=self.progress.step)
+        self._finish([candidate], prompt)
+        self.progress.candidate_done()
+        return candidate
+
+    def trace(self, prompt: PanelPrompt, arrangement: Arrangement, index: int, steps_at: Sequence[int]) -> tuple[Candidate, dict[int, Scores]]:
+        """Calibration: one arrangement to the end, its preview scored after each of ``steps_at``."""
+        job = self._job(arrangement, prompt)
+        candidate = Candidate(index, 0, arrangement, prompt.seed, job.canvas, prompt=job.prompt)
+        candidate.handle = self.backend.start(job, on_step=self.progress.step)
+        previews: dict[int, Scores] = {}
+        for k in sorted(set(steps_at)):
+            if 0 < k < self.settings.steps:
+                self._judge([candidate], k, prompt, None)
+                assert candidate.preview_scores is not None
+                previews[k] = candidate.preview_scores
+        self._finish([candidate], prompt)
+        return candidate, previews
 
     def run(self, prompt: PanelPrompt) -> SearchResult:
-        if self.settings.method == "reference":
-            from ipprompt.dvp.ipprompter import ReferenceSearch
-
-            return ReferenceSearch(self.backend, self.scorer, self.spec, self.settings, self.progress).run(prompt)
         nfe_before = self.backend.nfe
         arrangements = _unique(self.first_round(prompt))
         candidates = self.run_round(arrangements, prompt, 0, 0)
@@ -307,11 +369,14 @@ class CandidateSearch:
             if challenger.judged.total <= best.judged.total:  # type: ignore[union-attr]
                 break  # no gain: stop refining
             best = challenger
-        if self.settings.pruned:
-            self.finish_best(candidates, prompt)
+        pruned = self.settings.pruned and bool(self.schedule.rungs)
+        records = self.climb(candidates, prompt) if pruned else []
         winner = max((c for c in candidates if c.finished), key=lambda c: (c.scores.total, -c.index))  # type: ignore[union-attr]
         assert winner.cell is not None
-        return SearchResult(candidates, winner.index, rounds_run, self.backend.nfe - nfe_before, winner.cell)
+        return SearchResult(
+            candidates, winner.index, rounds_run, self.backend.nfe - nfe_before, winner.cell,
+            schedule=self.schedule if pruned else None, rungs=records,
+        )
 
 
 def _unique(arrangements: Sequence[Arrangement]) -> list[Arrangement]:
@@ -322,5 +387,5 @@ def _unique(arrangements: Sequence[Arrangement]) -> list[Arrangement]:
 
 
 def _best(candidates: Sequence[Candidate]) -> Candidate:
-    """The best judged candidate (final scores in exhaustive search, preview scores in pruned)."""
+    """The best judged candidate (final scores in exhaustive search, first-rung previews in pruned)."""
     return max(candidates, key=lambda c: (c.judged.total, -c.index))  # type: ignore[union-attr]

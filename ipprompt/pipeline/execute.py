@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from ipprompt.backends.base import Backend
 from ipprompt.dvp.grid import GridSpec
-from ipprompt.dvp.search import CandidateSearch, PanelPrompt, SearchProgress, SearchResult, SearchSettings
+from ipprompt.dvp.methods import method_of
+from ipprompt.dvp.search import PanelPrompt, SearchProgress, SearchResult, SearchSettings
 from ipprompt.errors import IppromptError
 from ipprompt.pipeline.plan import PanelJob
 from ipprompt.dvp.scoring import Scorer
@@ -69,8 +70,18 @@ def grid_spec(job: PanelJob) -> GridSpec:
 
 
 def search_settings(settings: "RunSettings") -> SearchSettings:
-    """The search's share of the run settings: its fields are read by name, never copied one by one."""
-    return SearchSettings(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(SearchSettings)})
+    """The search's share of the run settings, read by field name (no copy to keep in step);
+    only the LoRAs change form (fingerprints: what a calibration profile is keyed by)."""
+    import json
+
+    from ipprompt.backends.lora import lora_fingerprint
+
+    shared = {f.name for f in dataclasses.fields(SearchSettings)} - {"rungs", "loras"}
+    return SearchSettings(
+        **{name: getattr(settings, name) for name in shared},
+        rungs=tuple(settings.rungs) if settings.rungs is not None else None,
+        loras=tuple(json.dumps(lora_fingerprint(spec), sort_keys=True) for spec in settings.lora_specs),
+    )
 
 
 def panel_prompt(job: PanelJob) -> PanelPrompt:
@@ -102,7 +113,8 @@ def execute(job: PanelJob, backend: Backend, scorer: Scorer, progress: SearchPro
 
         torch.cuda.reset_peak_memory_stats(device)
     started = time.perf_counter()
-    search = CandidateSearch(backend, scorer, grid_spec(job), search_settings(job.settings), progress)
+    search_class = method_of(job.settings.method).search_class()
+    search = search_class(backend, scorer, grid_spec(job), search_settings(job.settings), progress)
     with out_of_memory_is_a_user_error(f"panel {job.number}"):
         result = search.run(panel_prompt(job))
     seconds = time.perf_counter() - started

@@ -1,9 +1,9 @@
 """Finishing a previewed candidate the author picked (``ipprompt story pick RUN PANEL N`` on a pruned one).
 
 Pruned search stops most candidates after a cheap preview. When the author prefers one of them,
-the next run of the panel finishes exactly that candidate and nothing else: its canvas is rebuilt
-from the arrangement the manifest recorded (cells hold sha256s, which name the job's references),
-it starts from the panel's seed and runs every step through the backend's step-wise protocol.
+the next run of the panel finishes exactly that candidate and nothing else: its arrangement is
+rebuilt from the manifest's record (cells hold sha256s, which name the job's references), and the
+panel's method's own search finishes it (``CandidateSearch.finish_arrangement``) from its seed.
 Candidates are deterministic, so the pixels equal those a full (exhaustive) run of that arrangement
 gives. Like ``execute``, nothing here writes a file: ``RunFolder.commit_finished_pick`` does.
 """
@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from ipprompt.backends.base import Backend, FillJob
-from ipprompt.dvp.grid import Arrangement, Placement, RefImage, build_canvas, crop_target, fit_to_tile, target_mask
+from ipprompt.backends.base import Backend
+from ipprompt.dvp.grid import Arrangement, Placement, RefImage
+from ipprompt.dvp.methods import method_of
 from ipprompt.dvp.search import SearchProgress
 from ipprompt.errors import IppromptError
-from ipprompt.pipeline.execute import grid_spec, out_of_memory_is_a_user_error
+from ipprompt.pipeline.execute import grid_spec, out_of_memory_is_a_user_error, panel_prompt, search_settings
 from ipprompt.runfolder.manifest import CandidateEntry, PanelEntry
 from ipprompt.pipeline.plan import PanelJob
 from ipprompt.dvp.scoring import Scorer, Scores
@@ -59,7 +60,12 @@ def arrangement_of(job: PanelJob, candidate: CandidateEntry) -> Arrangement:
 def finish_pick(
     job: PanelJob, entry: PanelEntry, backend: Backend, scorer: Scorer, progress: SearchProgress | None = None
 ) -> FinishedPick:
-    """Run the panel's ``pick_to_finish`` candidate from step 0 to the end, as the search would."""
+    """Run the panel's ``pick_to_finish`` candidate from step 0 to the end, through the search itself.
+
+    The panel's method's own search builds the canvas, runs it and scores it
+    (``CandidateSearch.finish_arrangement``), so a finished pick has the pixels and the scores
+    (CLIP-I against the panel's one reference set) the search would have given it.
+    """
     index = entry.pick_to_finish
     candidate = entry.candidate(index) if index is not None else None
     if candidate is None:
@@ -69,24 +75,14 @@ def finish_pick(
         )
     spec = grid_spec(job)
     arrangement = arrangement_of(job, candidate)
-    tiles: dict[str, Image.Image] = {}
-
-    def tile(ref: RefImage) -> Image.Image:  # the search's own fitting, so the canvas is identical
-        if ref.sha256 not in tiles:
-            tiles[ref.sha256] = fit_to_tile(ref.open(), spec.tile_size)
-        return tiles[ref.sha256]
-
-    s = job.settings
+    search = method_of(job.settings.method).search_class()(backend, scorer, spec, search_settings(job.settings), progress)
     seed = candidate.seed if candidate.seed is not None else job.seed
-    fill = FillJob(build_canvas(spec, arrangement, tile), target_mask(spec), job.text, seed, s.steps, s.guidance, spec, job.label)
-    if progress is not None:
-        progress.candidates_added(1, s.steps)
     nfe_before, started = backend.nfe, time.perf_counter()
     with out_of_memory_is_a_user_error(f"panel {job.number}"):
-        handle = backend.start(fill, on_step=progress.step if progress is not None else None)
-        backend.advance(handle, s.steps)
-        cell = crop_target(spec, backend.finish(handle))
-    scores = scorer.score(cell, job.description or job.text, tuple(e.text for e in job.elements), arrangement, spec)
-    if progress is not None:
-        progress.candidate_done()
-    return FinishedPick(index, cell, scores, handle.step, backend.nfe - nfe_before, round(time.perf_counter() - started, 3), job.shape)
+        finished = search.finish_arrangement(panel_prompt(job), arrangement, candidate.index, seed)
+    assert finished.cell is not None and finished.scores is not None
+    return FinishedPick(
+        candidate.index, finished.cell, finished.scores, finished.steps_run, backend.nfe - nfe_before,
+        round(time.perf_counter() - started, 3), job.shape,
+    )
+

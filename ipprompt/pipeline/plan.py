@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ipprompt.backends.lora import lora_fingerprint
-from ipprompt.story.elements import Element, extract_elements, panel_description, panel_text
+from ipprompt.story.elements import Element, extract_elements
 from ipprompt.dvp.grid import RefImage
 from ipprompt.errors import IppromptError
-from ipprompt.dvp.ipprompter import reference_problems, reference_prompt
+from ipprompt.dvp.methods import method_of, method_problems
 from ipprompt.story.loading import Generation, Story
 
 if TYPE_CHECKING:
@@ -29,12 +29,12 @@ from ipprompt.theme.importer import sha256_hex
 
 RETRIEVAL_K = 9
 EXCLUDE_TOP = 3
-KEY_VERSION = "ipprompt-panel-3"  # 3: fair DVP scores; pruned search refines on previews, finishes the best at the end
+KEY_VERSION = "ipprompt-panel-4"  # 4: rungs by noise level; the reference keeps the text's final "."
 # Settings that decide a panel's pixels. Offload and compile do not change them; the compute
 # dtype (bf16 on a GPU, fp32 on a CPU), quantization and VAE tiling do, and join the key too.
 KEY_SETTINGS = (
-    "backend", "model", "encoder", "tile", "grid", "steps", "guidance", "candidates", "rounds", "search", "preview_step", "keep",
-    "refine", "continuity", "method", "fast",
+    "backend", "model", "encoder", "tile", "grid", "steps", "guidance", "candidates", "rounds", "search",
+    "refine", "continuity", "method", "fast", "budget", "rungs", "finish", "cache",
 )
 # A reroll moves the seed this far per reroll: far from ``seed + panel number`` of other panels.
 REROLL_STRIDE = 1_000_003
@@ -145,6 +145,8 @@ def panel_key(job: PanelJob) -> str:
         "settings": {k: getattr(job.settings, k) for k in KEY_SETTINGS},
         "loras": [lora_fingerprint(s) for s in job.settings.lora_specs],
         "continuity_from": job.continuity_from,
+        # The rungs decide which candidate wins: a calibration profile that moves them changes the panel.
+        "schedule": schedule_fingerprint(job.settings, job.shape),
         **job.machine_key,
     }
     if job.shape != "square":  # square panels keep the keys they had before shapes existed
@@ -152,10 +154,25 @@ def panel_key(job: PanelJob) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:24]
 
 
+def schedule_fingerprint(settings: Generation, shape: str) -> str:
+    """Where the panel's rungs come from (story, budget, or which calibration profile)."""
+    from ipprompt.dvp.grid import GridSpec
+    from ipprompt.dvp.profiles import load_profile, settings_profile_key
+    from ipprompt.pipeline.execute import search_settings
+
+    search = search_settings(settings)
+    if settings.rungs is not None or settings.calibration == "off" or not method_of(settings.method).rungs:
+        return "settings"
+    spec = GridSpec(settings.grid, settings.tile, shape)
+    profile = load_profile(settings_profile_key(search, spec.width, spec.height))
+    return "settings" if profile is None else hashlib.sha256(json.dumps(profile.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+
+
 def panel_seed(story: Story, settings: Generation, number: int, reroll: int = 0) -> int:
-    """A panel's own seed, else the base seed plus its number; each reroll moves it on."""
+    """A panel's own seed, else the base seed plus its number (``one_seed``: the base seed itself,
+    as one multi-frame reference run uses one seed); each reroll moves it on."""
     panel = story.panels[number - 1]
-    base = panel.seed if panel.seed is not None else settings.seed + number
+    base = panel.seed if panel.seed is not None else settings.seed + (0 if settings.one_seed else number)
     return (base + reroll * REROLL_STRIDE) % 2**32
 
 
@@ -200,8 +217,8 @@ def plan_panels(
     job after the first waits for its predecessor's image (``PanelJob.with_previous``).
     """
     numbers = list(numbers) if numbers is not None else list(range(1, len(story.panels) + 1))
-    reference = settings.method == "reference"
-    reference_problems(story, settings, numbers)
+    method = method_of(settings.method)
+    method_problems(story, settings, numbers)
     machine_key = dict(machine_key or {})
     machine_key.setdefault("retrieval", library.mode)
     jobs = []
@@ -210,17 +227,14 @@ def plan_panels(
         elements = extract_elements(panel, story)
         pinned = _pinned(story, panel.characters)
         # The reference method leaves pinned images in the retrieval pool; DVP places them anyway.
-        offered = () if reference else [p.sha256 for p in pinned]
-        matches = library.match([e.text for e in elements], k=RETRIEVAL_K, exclude_top=EXCLUDE_TOP, pinned=offered)
-        ranked = tuple(
-            tuple(RefImage(m.image.sha256, m.image.path, m.image.caption, round(float(m.score), 6)) for m in em.refs) for em in matches
-        )
+        offered = () if method.offers_pinned else [p.sha256 for p in pinned]
+        ranked = method.retrieve(library, [e.text for e in elements], RETRIEVAL_K, EXCLUDE_TOP, offered)
         reroll = (rerolls or {}).get(n, 0)
-        description = panel_description(panel, story)
+        description = method.description(panel, story)
         jobs.append(
             PanelJob(
                 number=n,
-                text=reference_prompt(description) if reference else panel_text(panel, story),
+                text=method.prompt(panel, story),
                 description=description,
                 elements=tuple(elements),
                 ranked=ranked,

@@ -1,8 +1,9 @@
 """What a run will cost before it runs: planned NFE per panel and a projected time per GPU.
 
 ``ipprompt story run --dry-run`` answers "how long will this take on my GPU?" without loading any
-model (no FLUX, no CLIP, no theme index): a panel's NFE follows from its number of elements and
-the search settings alone (``SearchSettings.budget``), and time is NFE times the measured seconds
+model (no FLUX, no CLIP, no theme index): a panel's NFE follows from its number of elements, the
+search settings and its rungs, whose steps come from σ on the FLUX.1-Fill-dev scheduler configuration
+shipped with the package at the panel's canvas (``ipprompt.dvp.rungs``), and time is NFE times the measured seconds
 per denoising step of the GPU at the panel's canvas. Only the transformer is counted: text
 encoding, VAE decodes and scoring add a few seconds per panel.
 
@@ -13,12 +14,16 @@ is reported as unknown rather than guessed.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
+from ipprompt.dvp.grid import GridSpec
+from ipprompt.dvp.methods import method_of
+from ipprompt.dvp.profiles import resolve_schedule
+from ipprompt.dvp.rungs import Schedule
 from ipprompt.story.elements import extract_elements
 from ipprompt.pipeline.execute import search_settings
+from ipprompt.pipeline.plan import panel_shape
 from ipprompt.story.loading import Generation, Story
 
 # GPU name fragment -> {canvas side in px: (eager s/step, compiled s/step or None)}.
@@ -38,6 +43,9 @@ class PanelBudget:
     elements: int
     arrangements: int  # first round
     nfe: int  # at most (refinement may stop early)
+    schedule: Schedule | None = None  # the rungs at this panel's canvas (None: every candidate to the end)
+    canvas: tuple[int, int] = (0, 0)
+    tried: int = 0  # arrangements at most, refinements included
 
 
 @dataclass(frozen=True)
@@ -51,14 +59,20 @@ class Projection:
 def panel_budgets(story: Story, settings: Generation, numbers: list[int]) -> list[PanelBudget]:
     """Each selected panel's most NFE under ``settings`` (0 for the preview backend)."""
     search = search_settings(settings)
+    method = method_of(settings.method)
     out = []
+    schedules: dict[tuple[int, int], Schedule] = {}
     for n in numbers:
         elements = len(extract_elements(story.panels[n - 1], story)) + (1 if settings.continuity and n > 1 else 0)
-        orderings = math.factorial(elements) if elements else 0
-        # The reference method runs every permutation; DVP's first round at most ``candidates``.
-        arrangements = orderings if settings.method == "reference" else min(settings.candidates, orderings)
-        nfe = 0 if settings.backend == "preview" else search.budget(arrangements)
-        out.append(PanelBudget(n, elements, arrangements, nfe))
+        arrangements = method.first_round(elements, settings.candidates)
+        spec = GridSpec(settings.grid, settings.tile, panel_shape(story, settings, n))
+        canvas = (spec.width, spec.height)
+        if canvas not in schedules:
+            schedules[canvas] = resolve_schedule(search, spec.width, spec.height)
+        schedule = schedules[canvas]
+        nfe = 0 if settings.backend == "preview" else method.budget(search, arrangements, schedule)
+        tried = search.arrangements(arrangements) if method.rungs else arrangements
+        out.append(PanelBudget(n, elements, arrangements, nfe, schedule if schedule.rungs else None, canvas, tried))
     return out
 
 

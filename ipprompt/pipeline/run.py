@@ -29,9 +29,10 @@ import ipprompt
 from ipprompt.backends.base import Backend
 from ipprompt.backends.factory import check_inputs, create_encoder, planned_dtype
 from ipprompt.backends.registry import backend_spec
-from ipprompt.dvp.ipprompter import reference_problems
+from ipprompt.dvp.methods import method_problems
 from ipprompt.errors import IppromptError
 from ipprompt.pipeline.core import is_picked
+from ipprompt.pipeline.threads import cpu_threads_key
 from ipprompt.pipeline.plan import PanelJob, overlay_of, plan_panels
 from ipprompt.pipeline.runners.ray_runner import RayRunner, check_ray_options
 from ipprompt.pipeline.runners.local import LocalRunner, Outcome
@@ -42,6 +43,7 @@ from ipprompt.runfolder.manifest import RunManifest, StoryInfo
 from ipprompt.story.loading import Story, load_story
 
 if TYPE_CHECKING:
+    from ipprompt.backends.factory import MachineOptions
     from ipprompt.encoders.clip import ClipEncoder
     from ipprompt.theme.library import ThemeLibrary
 
@@ -198,9 +200,9 @@ def preflight(
     settings = build_settings(story.generation, given, kept)
     check_ray_options(ray, workers, settings.machine)
     if check_machine and ray is None:  # Ray workers check on their own nodes
-        check_inputs(settings.backend, settings.machine, settings.lora_specs)
+        check_inputs(settings.backend, settings.machine, settings.lora_specs, settings.cache)
     numbers = parse_panel_selection(panels, len(story.panels)) if isinstance(panels, str) else (panels or list(range(1, len(story.panels) + 1)))
-    reference_problems(story, settings, numbers)  # what the reference method cannot lay out
+    method_problems(story, settings, numbers)  # what the method cannot lay out
     recorded = dict(manifest.settings) if manifest is not None and same_story else {}
     return Preflight(story, settings, numbers, {**kept, **given}, recorded, {k: v for k, v in kept.items() if k not in given})
 
@@ -224,6 +226,16 @@ def announce_changes(pre: Preflight, manifest: RunManifest, jobs: list[PanelJob]
         numbers = ", ".join(map(str, picked))
         line += f"; picked panels {numbers} will be remade too (--remake-picked)" if remake_picked else f"; picked panels {numbers} stay as they are (--remake-picked to remake them)"
     progress.note(line + ".")
+
+
+def _device_type(backend: Backend | None, machine: "MachineOptions") -> str | None:
+    """Where the generator computes: the given backend's device, else the one ``--device`` picks."""
+    device = getattr(backend, "device", None) if backend is not None else None
+    if device is not None:
+        return getattr(device, "type", str(device))
+    from ipprompt.backends.factory import resolve_device
+
+    return resolve_device(machine.device).type
 
 
 def run_story(
@@ -274,6 +286,8 @@ def run_story(
         # 5. plan
         dtype = (backend_instance.stats().get("dtype") if backend_instance is not None else None) or planned_dtype(settings.backend, settings.machine)
         machine_key = {"quantize": settings.quantize, "vae_tiling": settings.vae_tiling, "dtype": dtype}
+        if backend_spec(settings.backend).denoises:
+            machine_key.update(cpu_threads_key(settings.backend, _device_type(backend_instance, settings.machine)))
         rerolls = _rerolls(manifest, numbers, False) | (folder.reserve_rerolls(numbers) if reroll else {})
         jobs: list[PanelJob] = plan_panels(story, settings, library, numbers, machine_key=machine_key, rerolls=rerolls)
         announce_changes(pre, before, jobs, progress, remake_picked)

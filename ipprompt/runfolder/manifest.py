@@ -95,9 +95,10 @@ class CandidateEntry(_Model):
     steps_run: int = 0
     finished: bool = False
     pruned: bool = False
-    preview_scores: Scores | None = None
+    preview_scores: Scores | None = None  # at the last rung it was judged at
     scores: Scores | None = None
     chosen: bool = False
+    judged_at: list[dict[str, Any]] = []  # per rung it reached: step, σ, preview total
 
 
 class ElementEntry(_Model):
@@ -166,6 +167,10 @@ class PanelEntry(_Model):
     fast: bool = False  # made in --fast mode (few-step LoRA)
     loras: list[LoraEntry] = Field(default_factory=list)  # every LoRA fused into the generator, the fast one first
     rounds_run: int | None = None
+    # The rungs the search used (step, σ, target, which candidates each judged and kept) and where
+    # they came from ("budget balanced", "story", "profile <file>"); empty without rungs.
+    rungs: list[dict[str, Any]] = []
+    schedule_source: str | None = None
     nfe: int = 0
     seconds: float = 0.0
     peak_gpu_bytes: int | None = None

@@ -275,6 +275,7 @@ class PanelWrites:
                     preview_scores=Scores(**c.preview_scores.to_json()) if c.preview_scores else None,
                     scores=Scores(**c.scores.to_json()) if c.scores else None,
                     chosen=c.index == search.chosen,
+                    judged_at=list(c.judged_at),
                 )
             )
         image_bytes = encode_image(search.image, ".png")
@@ -304,6 +305,8 @@ class PanelWrites:
                 fast=job.settings.fast,
                 loras=[LoraEntry(source=spec.source, scale=spec.scale) for spec in map(parse_lora, job.settings.lora_specs)],
                 rounds_run=search.rounds_run,
+                rungs=list(search.rungs),
+                schedule_source=search.schedule.source if search.schedule is not None else None,
                 nfe=search.nfe,
                 seconds=result.seconds,
                 peak_gpu_bytes=result.peak_gpu_bytes,

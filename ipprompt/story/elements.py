@@ -61,6 +61,20 @@ def panel_text(panel: Panel, story: Story) -> str:
     return f"{parts[0]}: {body}."
 
 
+def reference_text(panel: Panel, story: Story) -> str:
+    """The panel text as the reference method sends it: the author's words as written.
+
+    The reference concatenates its prefix with the frame's text untouched, final "." included
+    (stripping it changes the T5 and CLIP tokens, so every pixel). The story's style, which the
+    reference has no place for, joins before that final punctuation.
+    """
+    body = panel.prompt.strip()
+    if not story.style:
+        return body
+    end = body[-1] if body and body[-1] in ".!?" else ""
+    return f"{body[: len(body) - len(end)].rstrip()}, {story.style}{end}"
+
+
 def panel_description(panel: Panel, story: Story) -> str:
     """What the panel should show, in the story's words: its prompt and the story's style.
 

@@ -19,9 +19,31 @@ Shape = Literal["square", "wide", "tall"]  # a panel's aspect ratio: 1:1, 2:1, 1
 # --fast: a few-step LoRA distilled from FLUX.1-dev, loaded into FLUX.1-Fill-dev (diffusers
 # expands its x_embedder to Fill's wider input), 8 steps at guidance 30.
 DEFAULT_FAST_LORA = "alimama-creative/FLUX.1-Turbo-Alpha"
-# What --fast changes unless the story or the command line sets the key itself:
-# 6 x 3 + 2 x 3 + 2 x 3 + 1 x 5 = 35 NFE per panel (<= 40).
-FAST_DEFAULTS = {"steps": 8, "preview_step": 3}
+# What --fast changes unless the story or the command line sets the key itself (after the budget's
+# defaults): at 1536², rungs at steps 4 (σ 0.926) and 6: 6 x 4 + 3 x 2 + 2 x 2 = 34 NFE per panel (<= 40).
+FAST_DEFAULTS = {"steps": 8, "rounds": 0}
+BUDGET_NAMES = ("fast", "balanced", "thorough")
+# Keys a --budget preset sets unless the story or the command line writes them (ipprompt.dvp.rungs.BUDGETS).
+BUDGET_KEYS = ("steps", "candidates", "rounds", "refine", "finish")
+CACHE_HELP = "none, or fbcache[:THRESHOLD] (FLUX First Block Cache; threshold 0 < t < 1, default 0.08)"
+
+
+def parse_cache(value: str) -> tuple[str, float | None]:
+    """``"none"`` -> ("none", None); ``"fbcache"`` / ``"fbcache:0.1"`` -> ("fbcache", threshold)."""
+    name, _, threshold = value.partition(":")
+    if name == "none" and not threshold:
+        return "none", None
+    if name != "fbcache":
+        raise ValueError(f"unknown cache {value!r}: use {CACHE_HELP}")
+    if not threshold:
+        return "fbcache", 0.08
+    try:
+        t = float(threshold)
+    except ValueError:
+        raise ValueError(f"fbcache threshold {threshold!r} is not a number (e.g. fbcache:0.08)") from None
+    if not 0 < t < 1:
+        raise ValueError(f"fbcache threshold {t} is outside 0 < t < 1 (below 0.2 keeps quality; 0.08 is the default)")
+    return "fbcache", t
 # Sizes past any real story, refused with the limit named: a text is copied into each panel's
 # record (prompt, description), and a 9.5 MB style once made a 290 MB manifest. The text encoders
 # read at most 512 tokens (T5; CLIP 77), about 2,000 characters, so 4,000 loses nothing.
@@ -44,17 +66,29 @@ class Generation(_Strict):
     encoder: str = DEFAULT_ENCODER
     tile: int = Field(512, ge=256, le=1024)
     grid: Literal[2, 3] = 3
-    steps: int = Field(50, ge=1, le=1000)
+    # Search size: a --budget preset's values unless written (ipprompt.dvp.rungs.BUDGETS).
+    budget: Literal["fast", "balanced", "thorough"] = "balanced"
+    steps: int = Field(28, ge=1, le=1000)
     guidance: float = Field(30.0, ge=0.0, le=100.0)
     candidates: int = Field(6, ge=1, le=120)
     seed: int = Field(0, ge=0, le=2**32 - 1)
-    rounds: int = Field(2, ge=0, le=10)
+    rounds: int = Field(1, ge=0, le=10)
     search: Literal["pruned", "exhaustive"] = "pruned"
     # "dvp": our Dynamic Visual Prompting; "reference": IP-Prompter's own code, reproduced exactly.
     method: Literal["dvp", "reference"] = "dvp"
-    preview_step: int = Field(6, ge=1, le=1000)
-    keep: int = Field(1, ge=1, le=120)
     refine: int = Field(2, ge=1, le=120)
+    # Rungs: the σ at which candidates are judged, highest first (None: the profile's or the budget's).
+    rungs: list[float] | None = None
+    finish: int = Field(2, ge=1, le=120)  # candidates the last rung keeps and runs to the end
+    calibration: Literal["auto", "off"] = "auto"  # auto: a matching `ipprompt calibrate` profile places the rungs
+    cache: str = "none"  # see CACHE_HELP; changes pixels, so it is part of the panel key
+    # Every panel starts from ``seed`` itself (a panel's own seed still wins), as one reference run
+    # of several frames does; off: seed + panel number, so panels differ.
+    one_seed: bool = False
+    # Old keys (ipprompt <= 0.3): ``keep`` is read as ``finish``; ``preview_step`` has no meaning
+    # any more (rungs are noise levels). Both still load; ``legacy_notes`` says what became of them.
+    preview_step: int | None = Field(None, ge=1, le=1000)
+    keep: int | None = Field(None, ge=1, le=120)
     continuity: bool = False
     shape: Shape = "square"  # every panel's shape unless the panel sets its own
     fast: bool = False
@@ -84,18 +118,63 @@ class Generation(_Strict):
             parse_lora(spec)  # ValueError names the bad entry
         return v
 
+    @field_validator("rungs")
+    @classmethod
+    def _rung_sigmas(cls, v: list[float] | None) -> list[float] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("give at least one σ, e.g. [0.95, 0.85], or leave the key out for the budget's rungs")
+        if any(not 0 < s < 1 for s in v):
+            raise ValueError("every rung is a noise level σ with 0 < σ < 1, e.g. [0.95, 0.85]")
+        if sorted(set(v), reverse=True) != list(v):
+            raise ValueError(f"rungs must fall: highest σ first, no repeats (e.g. {sorted(set(v), reverse=True)})")
+        return v
+
+    @field_validator("cache")
+    @classmethod
+    def _cache_spec(cls, v: str) -> str:
+        parse_cache(v)
+        return v
+
     @model_validator(mode="after")
     def _fast_defaults(self) -> "Generation":
-        """--fast changes the defaults of the keys it needs, never a value someone wrote.
+        """--budget and --fast change the defaults of the keys they need, never a value someone wrote.
 
         Set through ``object.__setattr__`` so that they stay "unset": turning --fast off again
         (``build_settings`` re-validates only what was written) brings the normal defaults back.
         """
+        from ipprompt.dvp.rungs import BUDGETS
+
+        preset = BUDGETS[self.budget]
+        for key in BUDGET_KEYS:
+            if key not in self.model_fields_set:
+                object.__setattr__(self, key, getattr(preset, key))
+        from ipprompt.dvp.methods import method_of
+
+        own_steps = method_of(self.method).steps  # the reference's own 50
+        if own_steps is not None and "steps" not in self.model_fields_set:
+            object.__setattr__(self, "steps", own_steps)
+        if self.keep is not None and "finish" not in self.model_fields_set:
+            object.__setattr__(self, "finish", self.keep)
         if self.fast:
             for key, value in FAST_DEFAULTS.items():
                 if key not in self.model_fields_set:
                     object.__setattr__(self, key, value)
         return self
+
+    @property
+    def legacy_notes(self) -> list[str]:
+        """What became of old keys this table still uses (shown by the dry run and the run summary)."""
+        notes = []
+        if self.preview_step is not None:
+            notes.append(
+                "`preview_step` is ignored: candidates are now judged at rungs by noise level (`rungs`, `--budget`); "
+                "remove it from [generation]"
+            )
+        if self.keep is not None:
+            notes.append(f"`keep = {self.keep}` is read as `finish = {self.finish}` (candidates run to the end); rename the key")
+        return notes
 
     @property
     def lora_specs(self) -> list[str]:

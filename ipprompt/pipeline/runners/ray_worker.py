@@ -144,6 +144,9 @@ class PanelWorker:
 
     def make(self, job: PanelJob, embeddings: dict[str, np.ndarray]) -> "PanelResult":
         """Make one panel; returns its ``PanelResult``."""
+        from ipprompt.pipeline.threads import use_job_threads
+
+        use_job_threads(job.machine_key)  # a CPU job computes with the local run's thread count
         self.load()
         assert self.maker is not None
         self.post(f"panel {job.number}: starting", job.number)
@@ -154,6 +157,9 @@ class PanelWorker:
 
     def finish(self, job: PanelJob, entry: PanelEntry, embeddings: dict[str, np.ndarray]) -> "FinishedPick":
         """Finish the candidate the author picked from its preview; returns a ``FinishedPick``."""
+        from ipprompt.pipeline.threads import use_job_threads
+
+        use_job_threads(job.machine_key)
         self.load()
         assert self.maker is not None
         self.post(f"panel {job.number}: finishing pick #{entry.pick_to_finish}", job.number)
