@@ -27,11 +27,37 @@ def fail(error: IppromptError) -> typer.Exit:
     return typer.Exit(code=error.exit_code)
 
 
+def _click_exception_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """Click's usage-error and abort classes, from every click a typer may use.
+
+    typer up to 0.2x runs on the ``click`` package; typer 0.29 vendors its own copy as
+    ``typer._click`` whose exceptions are different classes. A user may have either, so both are
+    collected (whichever import), and a usage error from either prints click's message, exit 2.
+    """
+    import importlib
+
+    usage: list[type] = []
+    aborts: list[type] = []
+    for module_name in ("click.exceptions", "typer._click.exceptions", "typer.exceptions"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        for name, bucket in (("ClickException", usage), ("Abort", aborts)):
+            cls = getattr(module, name, None)
+            if isinstance(cls, type) and cls not in bucket:
+                bucket.append(cls)
+    return tuple(usage), tuple(aborts)
+
+
 def run_cli_errors(app: Any, args: list[str] | None = None) -> int:
     """Run the Typer app; a stray IppromptError still ends as a message and exit 2.
 
-    Tests call this with ``args`` so they exercise exactly what the console script does.
+    Click's own usage errors (a missing argument, ``--steps many``) print click's usual message
+    ("Usage: ... Error: ...") and exit with click's code (2), with the click or the typer-vendored
+    click alike. Tests call this with ``args`` so they exercise exactly what the console script does.
     """
+    usage_errors, aborts = _click_exception_types()
     try:
         rv = app(args=args, standalone_mode=False, prog_name="ipprompt")
     except IppromptError as error:
@@ -42,14 +68,10 @@ def run_cli_errors(app: Any, args: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("[yellow]Interrupted.[/] Finished panels are kept; run the same command again to resume.")
         return 130
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            err_console.print("Aborted.")
-            return 1
-        raise
+    except usage_errors as exc:  # type: ignore[misc]  # a tuple of classes known only at run time
+        exc.show()  # type: ignore[attr-defined]
+        return int(getattr(exc, "exit_code", 2))
+    except aborts:  # type: ignore[misc]
+        err_console.print("Aborted.")
+        return 1
     return rv if isinstance(rv, int) else 0
