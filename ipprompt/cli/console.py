@@ -74,4 +74,12 @@ def run_cli_errors(app: Any, args: list[str] | None = None) -> int:
     except aborts:  # type: ignore[misc]
         err_console.print("Aborted.")
         return 1
+    except OSError as exc:  # a symlink loop, a full or read-only disk: the user's disk, not a bug
+        from ipprompt.oserrors import classify
+
+        known = classify(exc)
+        if known is None:
+            raise
+        print_error(known)
+        return known.exit_code
     return rv if isinstance(rv, int) else 0

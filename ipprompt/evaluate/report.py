@@ -59,10 +59,15 @@ def panel_description(panel: PanelEntry, style: str) -> str:
 def _panel_image(run_dir: Path, panel: PanelEntry) -> Image.Image | None:
     if not panel.done or not panel.image or ".." in Path(panel.image).parts or Path(panel.image).is_absolute():
         return None
+    from ipprompt.images import ImageRejected, ImageTooLarge, open_image
+
     try:
-        with Image.open(run_dir / panel.image) as image:
-            return image.convert("RGB")
-    except (OSError, ValueError):
+        return open_image(run_dir / panel.image)
+    except ImageTooLarge as refused:  # a decompression bomb is not "missing": say so and stop
+        raise IppromptError(
+            f"Panel {panel.number}: {refused.message}", "Replace or delete that file, then evaluate again."
+        ) from None
+    except ImageRejected:
         return None
 
 

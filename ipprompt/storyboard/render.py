@@ -159,6 +159,8 @@ def _inline_bytes(run_dir: Path, path: Path) -> tuple[str, bytes] | None:
 
     from PIL import Image, UnidentifiedImageError
 
+    from ipprompt.images import ImageRejected, ImageTooLarge, open_image, probe_image, read_image_bytes
+
     try:
         root = run_dir.resolve()
         current = run_dir
@@ -168,22 +170,23 @@ def _inline_bytes(run_dir: Path, path: Path) -> tuple[str, bytes] | None:
                 return None
         if root not in path.resolve(strict=True).parents or not stat.S_ISREG(os.lstat(path).st_mode):
             return None
-        data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as probe:
-            mime = Image.MIME.get(probe.format or "", "")
-    except (OSError, RuntimeError, ValueError, UnidentifiedImageError):
+        data = read_image_bytes(path)
+        fmt = probe_image(data, name=str(path))[0]  # a decompression bomb stops here, by name
+        mime = Image.MIME.get(fmt, "")
+    except ImageTooLarge:
+        raise
+    except (ImageRejected, OSError, RuntimeError, ValueError, UnidentifiedImageError):
         return None
     if not mime.startswith("image/"):
         return None
     if len(data) <= INLINE_MAX_BYTES:
         return mime, data
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im = im.convert("RGB")
-            im.thumbnail((INLINE_MAX_SIDE, INLINE_MAX_SIDE))
-            buf = io.BytesIO()
-            im.save(buf, format="JPEG", quality=88)
-    except (OSError, ValueError, Image.DecompressionBombError):
+        im = open_image(data, name=str(path))
+        im.thumbnail((INLINE_MAX_SIDE, INLINE_MAX_SIDE))
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=88)
+    except (ImageRejected, OSError, ValueError):
         return mime, data
     return "image/jpeg", buf.getvalue()
 

@@ -1,0 +1,142 @@
+"""Reliability round 3, the periphery: hostile inputs around a run end as messages, never tracebacks.
+
+A theme.toml nested 50,000 deep, symlink loops for --out and the story, a decompression bomb in
+panels/, a byte-order mark in theme.toml (issue 19, items 6 and 12).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+
+from cli_helpers import run_cli
+from conftest import STORIES
+
+TOO_DEEP = "x = " + "[" * 50_000 + "]" * 50_000 + "\n"
+
+
+def bomb_png(path: Path, side: int = 20_000) -> Path:
+    """A valid 1-bit PNG of side x side pixels in ~50 KB: Pillow calls it a decompression bomb."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    row = b"\0" * (1 + (side + 7) // 8)
+    packer = zlib.compressobj(9)
+    data = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A preview run of panels 1-2 at 256 px tiles (read-only: copy it to change it)."""
+    from ipprompt.pipeline.run import run_story
+
+    work = tmp_path_factory.mktemp("periphery-run")
+    shutil.copytree(STORIES, work / "stories", ignore=shutil.ignore_patterns("index.sqlite*", "__pycache__"))
+    out = work / "run"
+    run_story(work / "stories" / "lighthouse.toml", out=out, backend="preview", tile=256, candidates=2, rounds=0, panels="1-2")
+    return out
+
+
+@pytest.fixture()
+def bombed_run(small_run: Path, tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    bomb_png(run / "panels" / "01.png")
+    return run
+
+
+def assert_message(result, *needles: str) -> None:  # type: ignore[no-untyped-def]
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in result.output, result.output
+
+
+# --------------------------------------------------------------------------- theme.toml
+
+
+def test_theme_toml_nested_50000_deep_is_a_message_in_theme_show(capsys: pytest.CaptureFixture[str], example_copy: Path) -> None:
+    theme = example_copy.parent / "themes" / "lighthouse"
+    (theme / "theme.toml").write_text(TOO_DEEP, encoding="utf-8")
+    assert_message(run_cli(capsys, "theme", "show", str(theme)), "theme.toml", "too deeply")
+
+
+def test_theme_toml_nested_50000_deep_is_a_message_in_story_run(capsys: pytest.CaptureFixture[str], example_copy: Path) -> None:
+    (example_copy.parent / "themes" / "lighthouse" / "theme.toml").write_text(TOO_DEEP, encoding="utf-8")
+    result = run_cli(capsys, "story", "run", str(example_copy), "--backend", "preview", "--panels", "1", "--tile", "256",
+                     "--out", str(example_copy.parent / "run"))
+    assert_message(result, "theme.toml", "too deeply")
+
+
+def test_theme_toml_with_a_byte_order_mark_is_read(capsys: pytest.CaptureFixture[str], example_copy: Path) -> None:
+    theme = example_copy.parent / "themes" / "lighthouse"
+    (theme / "theme.toml").write_bytes('\ufeffname = "Lighthouse BOM"\ndescription = "from Notepad"\n'.encode("utf-8"))
+    result = run_cli(capsys, "theme", "show", str(theme))
+    assert result.exit_code == 0, result.output
+    assert "Lighthouse BOM" in result.stdout and "from Notepad" in result.stdout
+
+
+# --------------------------------------------------------------------------- symlink loops
+
+
+def test_out_that_is_a_symlink_loop_is_a_message(capsys: pytest.CaptureFixture[str], example_copy: Path, tmp_path: Path) -> None:
+    loop = tmp_path / "loop"
+    os.symlink(loop.name, loop)
+    for out in (loop, loop / "sub"):
+        result = run_cli(capsys, "story", "run", str(example_copy), "--backend", "preview", "--panels", "1", "--out", str(out))
+        assert_message(result, "symbolic link loop", str(loop))
+
+
+def test_story_path_that_is_a_symlink_loop_is_a_message(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    story = tmp_path / "story.toml"
+    os.symlink(story.name, story)
+    for command in ("check", "run"):
+        assert_message(run_cli(capsys, "story", command, str(story)), "symbolic link loop", "story.toml")
+
+
+def test_os_errors_we_cannot_explain_keep_their_traceback() -> None:
+    """The safety net names the user's disk problems only; anything else is a bug and stays loud."""
+    import errno
+
+    from ipprompt.oserrors import classify
+
+    assert classify(OSError(errno.EIO, "I/O error", "/nonexistent/x")) is None
+    full = classify(OSError(errno.ENOSPC, "No space left on device", "/tmp/x"))
+    assert full is not None and "disk is full" in full.message
+
+
+# --------------------------------------------------------------------------- decompression bombs
+
+
+def test_bomb_in_panels_is_a_message_in_render_single_file(capsys: pytest.CaptureFixture[str], bombed_run: Path) -> None:
+    result = run_cli(capsys, "story", "render", str(bombed_run), "--single-file")
+    assert_message(result, "01.png", "too large")
+
+
+def test_bomb_in_panels_is_a_message_in_eval(capsys: pytest.CaptureFixture[str], bombed_run: Path, tiny_clip_dir: Path,
+                                             tiny_dino_dir: Path) -> None:
+    result = run_cli(capsys, "eval", str(bombed_run), "--encoder", str(tiny_clip_dir), "--dino", str(tiny_dino_dir))
+    assert_message(result, "Panel 1", "01.png", "too large")
+
+
+def test_bomb_in_panels_is_never_decoded_by_export(bombed_run: Path) -> None:
+    from ipprompt.export.pages import open_panel
+
+    assert open_panel(bombed_run / "panels" / "01.png") is None
+    assert open_panel(bombed_run / "panels" / "02.png") is not None
+
+
+@pytest.fixture(scope="session")
+def tiny_dino_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ipprompt.testing import build_tiny_dinov2
+
+    return build_tiny_dinov2(tmp_path_factory.mktemp("models") / "tiny-dinov2-periphery")
