@@ -140,3 +140,52 @@ def tiny_dino_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ipprompt.testing import build_tiny_dinov2
 
     return build_tiny_dinov2(tmp_path_factory.mktemp("models") / "tiny-dinov2-periphery")
+
+
+# --------------------------------------------------------------------------- control characters (item 11)
+
+HOSTILE = "\\u001b]0;pwned\\u0007 \\u001b[2J \\u009b31m NUL\\u0000end"
+
+
+def hostile_story(story: Path) -> Path:
+    """The example story with escape sequences and a NUL in its title and first panel's prompt."""
+    import re
+
+    text = story.read_text(encoding="utf-8")
+    text = re.sub(r'^title = "(.*?)"', lambda m: f'title = "{m.group(1)} {HOSTILE}"', text, count=1, flags=re.M)
+    text = re.sub(r'^prompt = "(.*?)"', lambda m: f'prompt = "{m.group(1)} {HOSTILE}"', text, count=1, flags=re.M)
+    story.write_text(text, encoding="utf-8")
+    return story
+
+
+def test_escape_sequences_in_story_text_never_reach_the_terminal_or_the_page(
+    capsys: pytest.CaptureFixture[str], example_copy: Path
+) -> None:
+    from ipprompt.story.loading import load_story
+
+    story = hostile_story(example_copy)
+    assert "\x1b]0;pwned" in load_story(story).title  # the story really carries them
+    checked = run_cli(capsys, "story", "check", str(story))
+    assert checked.exit_code == 0, checked.output
+    out = example_copy.parent / "run"
+    ran = run_cli(capsys, "story", "run", str(story), "--backend", "preview", "--panels", "1", "--tile", "256", "--out", str(out))
+    assert ran.exit_code == 0, ran.output
+    for result in (checked, ran):
+        assert "pwned" in result.output and "NUL" in result.output
+        assert not any(ch in result.output for ch in "\x1b\x00\x07\x9b"), repr(result.output[:400])
+    page = (out / "storyboard.html").read_text(encoding="utf-8")
+    assert "pwned" in page and "NUL\ufffdend" in page
+    assert not any(ch in page for ch in "\x00\x1b\x07\x9b")
+    rendered = run_cli(capsys, "story", "render", str(out), "--single-file")
+    assert rendered.exit_code == 0, rendered.output
+    assert "\x00" not in (out / "storyboard-single.html").read_text(encoding="utf-8")
+
+
+def test_strip_controls_keeps_text_tabs_and_newlines() -> None:
+    from markupsafe import Markup
+
+    from ipprompt.terminal import strip_controls
+
+    assert strip_controls("a\tb\nc é 漢") == "a\tb\nc é 漢"
+    assert strip_controls("x\x1b[2Jy\r\n") == "x\ufffd[2Jy\n"
+    assert isinstance(strip_controls(Markup("<b>\x00</b>")), Markup)

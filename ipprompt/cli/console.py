@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from ipprompt.errors import IppromptError
+from ipprompt.terminal import SafeConsole
 
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
+# Safe consoles: story text and run folders are other people's text (no raw escape sequences).
+console = SafeConsole()
+err_console = SafeConsole(stderr=True, soft_wrap=True)
 
 
 def print_error(error: IppromptError) -> None:

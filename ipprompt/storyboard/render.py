@@ -26,6 +26,7 @@ import jinja2
 
 from ipprompt.atomic import atomic_write_text
 from ipprompt.errors import IppromptError
+from ipprompt.terminal import finalize
 from ipprompt.evaluate.results import eval_for_page
 from ipprompt.storyboard.page import add_pick_views, page_layouts, run_argument
 from ipprompt.runfolder.manifest import (
@@ -78,6 +79,7 @@ def make_environment(templates: Path | None = None) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
         autoescape=True,
+        finalize=finalize,  # no NUL or escape sequence from a story reaches the page
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
