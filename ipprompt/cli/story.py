@@ -30,16 +30,16 @@ def check(story_path: Path = typer.Argument(..., metavar="STORY", help="The stor
     from ipprompt.paths import resolve_theme_path
     from ipprompt.story.loading import load_story
 
+    from ipprompt.pipeline.run import MIN_THEME_IMAGES
+    from ipprompt.theme.finding import walk_images
+
     try:
         story = load_story(story_path)
         reference_problems(story, story.generation)  # method = "reference": what it cannot lay out
         theme = resolve_theme_path(story.doc.theme, relative_to=story.folder)
+        images = walk_images(theme)  # the theme's own walk: hidden files, loops and the size limit as a run sees them
     except IppromptError as error:
         raise fail(error)
-    from ipprompt.pipeline.run import MIN_THEME_IMAGES
-    from ipprompt.theme.importer import is_image_name
-
-    images = [p for p in theme.rglob("*") if is_image_name(p)]
     if len(images) < MIN_THEME_IMAGES:
         raise fail(IppromptError(
             f"Theme {theme} has {len(images)} image(s); a run needs at least {MIN_THEME_IMAGES}.",

@@ -31,8 +31,10 @@ def index_error(exc: BaseException, index: Path) -> IppromptError:
     """The user error for ``exc``, raised while opening or writing the theme index ``index``."""
     text = str(exc).lower()
     if is_disk_full(exc):
+        # SQLite says "disk I/O error" when a full disk stops its journal; a failing disk says the same
+        what = "the disk is full" if "i/o" not in text else "the disk is full (or failing)"
         return IppromptError(
-            f"Cannot write the theme index {index}: the disk is full ({exc}).",
+            f"Cannot write the theme index {index}: {what} ({exc}).",
             "Free some space on that disk and run the command again. Keep index.sqlite: it holds "
             "the theme's captions, tags and embeddings, and nothing in it was lost.",
         )
