@@ -113,3 +113,24 @@ def test_user_error_in_process_is_a_message(capsys: pytest.CaptureFixture[str]) 
 
     assert run_cli_errors(app, ["story", "run", "x.toml", "--steps", "many"]) == 2
     assert "--steps" in capsys.readouterr().err
+
+
+def test_ctrl_c_outside_a_run_says_how_to_resume_and_exits_130(capsys: pytest.CaptureFixture[str]) -> None:
+    """click turns Ctrl-C into "Aborted!" (exit 1) and typer 0.29 into a silent 130: neither tells
+    the user what to do; the wrapper must, on every version."""
+    import typer
+
+    from ipprompt.cli.console import run_cli_errors
+
+    demo = typer.Typer()
+
+    @demo.command("load")
+    def load() -> None:
+        raise KeyboardInterrupt  # Ctrl-C while a command loads, before any run catches it
+
+    @demo.command("other")
+    def other() -> None:  # a second command keeps "load" a sub-command, as in ipprompt
+        pass
+
+    assert run_cli_errors(demo, ["load"]) == 130
+    assert "run the same command again to resume" in capsys.readouterr().err

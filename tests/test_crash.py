@@ -135,5 +135,5 @@ def test_sigint_at_random_moments_says_how_to_resume(example_copy: Path, tmp_pat
         after = _done_panels(out)
         assert all(after.get(n) == s for n, s in before.items())
     assert interrupted >= 1
-    assert _wait(_start(example_copy, out, log)) == 0
+    assert _wait(_start(example_copy, out, log)) == 0, log.read_text()
     assert sorted(_done_panels(out)) == [1, 2, 3, 4, 5, 6]

@@ -51,6 +51,24 @@ def _click_exception_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
     return tuple(usage), tuple(aborts)
 
 
+def _invoke(app: Any, args: list[str] | None) -> Any:
+    """Parse and run the command, letting every exception reach ``run_cli_errors`` as raised.
+
+    The command is invoked directly rather than through ``app(standalone_mode=False)``: click's
+    main turns Ctrl-C into ``Abort`` (exit 1, "Aborted!") and typer 0.29's into a silent exit
+    130, both before we could say how to resume. Invoking it here keeps ``KeyboardInterrupt``
+    whole, with the same result on every typer and click.
+    """
+    import sys
+
+    import typer.main
+
+    command = typer.main.get_command(app)
+    argv = list(sys.argv[1:] if args is None else args)
+    with command.make_context("ipprompt", argv) as ctx:
+        return command.invoke(ctx)
+
+
 def run_cli_errors(app: Any, args: list[str] | None = None) -> int:
     """Run the Typer app; a stray IppromptError still ends as a message and exit 2.
 
@@ -60,7 +78,7 @@ def run_cli_errors(app: Any, args: list[str] | None = None) -> int:
     """
     usage_errors, aborts = _click_exception_types()
     try:
-        rv = app(args=args, standalone_mode=False, prog_name="ipprompt")
+        rv = _invoke(app, args)
     except IppromptError as error:
         print_error(error)
         return error.exit_code
@@ -73,6 +91,9 @@ def run_cli_errors(app: Any, args: list[str] | None = None) -> int:
         exc.show()  # type: ignore[attr-defined]
         return int(getattr(exc, "exit_code", 2))
     except aborts:  # type: ignore[misc]
+        err_console.print("Aborted.")
+        return 1
+    except EOFError:  # a prompt's input ended
         err_console.print("Aborted.")
         return 1
     except OSError as exc:  # a symlink loop, a full or read-only disk: the user's disk, not a bug
