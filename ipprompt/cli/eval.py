@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ipprompt.cli.helptext import default
 from ipprompt.cli.console import console, err_console, fail
 from ipprompt.errors import IppromptError
 from ipprompt.evaluate.results import DEFAULT_DINO, THEME_TOP_K
@@ -166,7 +167,7 @@ def eval_command(
     encoder: str = typer.Option(DEFAULT_ENCODER, "--encoder", help="CLIP model for CLIP-T and CLIP-I: hub id or local folder."),
     dino: str = typer.Option(DEFAULT_DINO, "--dino", help="DINOv2 model for character consistency: hub id or local folder."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document (all runs, every metric, deltas) to stdout."),
-    html: Optional[Path] = typer.Option(None, "--html", metavar="FILE", help="Also write the report as an HTML page."),
+    html: Optional[Path] = typer.Option(None, "--html", metavar="FILE", help="Also write the report as an HTML page. " + default("no page")),
     save: bool = typer.Option(True, "--save/--no-save", help="Store results in each run's eval.json and refresh its storyboard."),
 ) -> None:
     from ipprompt.evaluate.compare import report_document

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from ipprompt.cli.console import console, err_console, fail
+from ipprompt.cli.helptext import default
 from ipprompt.errors import IppromptError
 
 if TYPE_CHECKING:
@@ -33,12 +34,13 @@ app = typer.Typer(
         "Example:  ipprompt theme add lighthouse ./sketches/*.png --tag flat"
     ),
     no_args_is_help=True,
+    rich_markup_mode="rich",  # the same help on every typer: \[ escapes, no literal backslashes
 )
 
 THEME_ARG = typer.Argument(
     ..., metavar="THEME", help="Theme name (under $IPPROMPT_HOME/themes) or path to a theme folder."
 )
-ENCODER_HELP = "CLIP model: Hub id or local folder. Default: the theme's encoder (theme.toml)."
+ENCODER_HELP = "CLIP model: Hub id or local folder. " + default("the theme's, from theme.toml")
 
 
 @contextlib.contextmanager
@@ -108,7 +110,7 @@ def add(
         ..., metavar="PATH...", help="Image files, folders (searched recursively) or glob patterns."
     ),
     caption: Optional[str] = typer.Option(
-        None, "--caption", help="Caption for every added image (instead of sidecar NAME.txt files)."
+        None, "--caption", help="Caption for every added image (instead of sidecar NAME.txt files). " + default("the sidecar NAME.txt")
     ),
     tags: list[str] = typer.Option([], "--tag", help="Tag for every added image; repeat for several."),
     encoder: Optional[str] = typer.Option(None, "--encoder", help=ENCODER_HELP),
@@ -190,11 +192,13 @@ def list_themes() -> None:
 @app.command("show")
 def show(
     theme: str = THEME_ARG,
-    sheet: Optional[Path] = typer.Option(None, "--sheet", help="Also write a contact sheet (thumbnails) to this PNG."),
+    sheet: Optional[Path] = typer.Option(
+        None, "--sheet", metavar="FILE", help="Also write a contact sheet (thumbnails) to this PNG. " + default("no sheet")
+    ),
 ) -> None:
     """Show a theme's images: sha prefix, file, caption, tags and size.
 
-    Example: ipprompt theme show lighthouse --sheet lighthouse.png
+    Example: ipprompt theme show stories/themes/lighthouse --sheet lighthouse.png
     """
     from ipprompt.theme.library import ThemeLibrary
     from ipprompt.theme.sheet import write_contact_sheet
@@ -229,7 +233,7 @@ def search(
 
     Mode clip (CLIP similarity) when the encoder loads, else lexical (captions, tags, file names).
 
-    Example: ipprompt theme search lighthouse "a girl in a yellow raincoat" -k 5
+    Example: ipprompt theme search stories/themes/lighthouse "a girl in a yellow raincoat" -k 5
     """
     from ipprompt.theme.library import ThemeLibrary
 
