@@ -112,7 +112,7 @@ def add(
     caption: Optional[str] = typer.Option(
         None, "--caption", help="Caption for every added image (instead of sidecar NAME.txt files). " + default("the sidecar NAME.txt")
     ),
-    tags: list[str] = typer.Option([], "--tag", help="Tag for every added image; repeat for several."),
+    tags: list[str] = typer.Option([], "--tag", help="Tag for every added image; repeat for several. " + default("none")),
     encoder: Optional[str] = typer.Option(None, "--encoder", help=ENCODER_HELP),
 ) -> None:
     """Add images to a theme, creating the theme if it does not exist.
