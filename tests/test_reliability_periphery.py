@@ -189,3 +189,90 @@ def test_strip_controls_keeps_text_tabs_and_newlines() -> None:
     assert strip_controls("a\tb\nc é 漢") == "a\tb\nc é 漢"
     assert strip_controls("x\x1b[2Jy\r\n") == "x\ufffd[2Jy\n"
     assert isinstance(strip_controls(Markup("<b>\x00</b>")), Markup)
+
+
+# --------------------------------------------------------------------------- also (theme add, doctor, search, deltas)
+
+
+@pytest.mark.parametrize("bad", ["missing", "corrupt"])
+def test_theme_add_with_only_bad_paths_creates_no_theme(capsys: pytest.CaptureFixture[str], tmp_path: Path, bad: str) -> None:
+    from ipprompt.paths import themes_home
+
+    path = tmp_path / "nope.png"
+    if bad == "corrupt":
+        path.write_text("not a picture")
+    result = run_cli(capsys, "theme", "add", "fresh", str(path))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "No theme created" in result.stderr
+    assert not (themes_home() / "fresh").exists()
+    assert "fresh" not in run_cli(capsys, "theme", "list").stdout
+
+
+def test_doctor_names_the_compute_dtype_this_machine_uses(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setenv("COLUMNS", "200")
+    result = run_cli(capsys, "doctor")
+    assert result.exit_code == 0, result.output
+    [line] = [line for line in result.stdout.splitlines() if "--quantize fp8 here" in line]
+    if torch.cuda.is_available():
+        assert "bf16 compute" in line or "torchao" in line
+    else:
+        assert "float32 compute" in line and "bf16" not in line and "model's dtype" not in line
+
+
+def test_steps_below_the_preview_step_are_called_exhaustive_everywhere(
+    capsys: pytest.CaptureFixture[str], example_copy: Path, tiny_clip_dir: Path, tiny_dino_dir: Path
+) -> None:
+    from ipprompt.evaluate.report import evaluate_run, load_eval_encoders
+
+    args = ["--backend", "preview", "--panels", "1", "--tile", "256", "--steps", "4", "--preview-step", "6"]
+    out = example_copy.parent / "run"
+    dry = run_cli(capsys, "story", "run", str(example_copy), *args, "--dry-run")
+    assert dry.exit_code == 0 and "exhaustive search" in " ".join(dry.stdout.split()), dry.output
+    made = run_cli(capsys, "story", "run", str(example_copy), *args, "--out", str(out))
+    assert made.exit_code == 0, made.output
+    page = (out / "storyboard.html").read_text(encoding="utf-8")
+    assert "<dt>Search</dt><dd>exhaustive" in page and "<dt>Search</dt><dd>pruned" not in page
+    clip, dino = load_eval_encoders(str(tiny_clip_dir), str(tiny_dino_dir), device="cpu")
+    evaluated = evaluate_run(out, clip, dino)
+    assert evaluated.cost.search == "exhaustive" and {p.search for p in evaluated.panels} == {"exhaustive"}
+
+
+def test_search_label_keeps_real_pruning_and_old_manifests() -> None:
+    from ipprompt.dvp.search import search_label
+
+    assert search_label({"search": "pruned", "steps": 50, "preview_step": 6}) == "pruned"
+    assert search_label({"search": "pruned", "steps": 6, "preview_step": 6}) == "exhaustive"
+    assert search_label({"search": "exhaustive", "steps": 50, "preview_step": 6}) == "exhaustive"
+    assert search_label({"search": "pruned"}) == "pruned"  # an older manifest without the numbers
+
+
+def test_deltas_have_units_and_sane_precision() -> None:
+    from ipprompt.evaluate.deltas import format_delta
+
+    assert format_delta(492.736, 1300.0, "seconds") == "+492.7 s (+38%)"
+    assert format_delta(-3.25, 100.0, "seconds") == "−3.2 s (−3.2%)"
+    assert format_delta(12, 104, "nfe") == "+12 (+12%)"
+    assert format_delta(2**30, 20 * 2**30, "peak_gpu_bytes") == "+1.0 GiB (+5.0%)"
+    assert format_delta(0.0123456, 0.31, "clip_t") == "+0.012"
+    assert format_delta(5.0, 0, "seconds") == "+5.0 s"  # no percentage of nothing
+    assert format_delta(None, 1.0, "seconds") == "—"
+
+
+def test_eval_page_prints_deltas_with_units(capsys: pytest.CaptureFixture[str], small_run: Path, tmp_path: Path,
+                                            tiny_clip_dir: Path, tiny_dino_dir: Path) -> None:
+    import json
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(small_run, a)
+    shutil.copytree(small_run, b)
+    manifest = json.loads((b / "manifest.json").read_text(encoding="utf-8"))
+    manifest["panels"][0]["seconds"] += 492.736
+    (b / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    page = tmp_path / "compare.html"
+    result = run_cli(capsys, "eval", str(a), str(b), "--encoder", str(tiny_clip_dir), "--dino", str(tiny_dino_dir),
+                     "--html", str(page), "--no-save")
+    assert result.exit_code == 0, result.output
+    html = page.read_text(encoding="utf-8")
+    assert "+492.7 s (" in html and "+492.736" not in html

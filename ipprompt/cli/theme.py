@@ -127,33 +127,75 @@ def add(
     from ipprompt.paths import resolve_theme_path
     from ipprompt.theme.library import ThemeLibrary, is_unstarted_theme
 
-    with _user_errors():
-        folder = resolve_theme_path(theme, must_exist=False)
-        if is_unstarted_theme(folder):
-            ThemeLibrary.create(folder, encoder_id=encoder or DEFAULT_ENCODER)
-            console.print(f"Created theme [bold]{escape(folder.name)}[/] at {escape(str(folder))}", highlight=False)
-        with ThemeLibrary.open(folder) as library:
-            _report_sync(library)
-            report = library.add(
-                paths,
-                caption=caption,
-                tags=tags,
-                on_refused=lambda refusal: err_console.print(f"[red]refused:[/] {escape(refusal.line())}", highlight=False),
-            )
-            if not (report.added or report.duplicates or report.refused):
-                raise IppromptError(
-                    f"No image files found in: {', '.join(paths)}.",
-                    "Give image files (.png, .jpg, .webp, ...), folders that contain them, or a glob.",
+    created = False
+    index_dir: Path | None = None
+    empty = True
+    try:
+        with _user_errors():
+            folder = resolve_theme_path(theme, must_exist=False)
+            if is_unstarted_theme(folder):
+                ThemeLibrary.create(folder, encoder_id=encoder or DEFAULT_ENCODER)
+                created = True
+            with ThemeLibrary.open(folder) as library:
+                index_dir = library.index_path.parent
+                _report_sync(library)
+                report = library.add(
+                    paths,
+                    caption=caption,
+                    tags=tags,
+                    on_refused=lambda refusal: err_console.print(f"[red]refused:[/] {escape(refusal.line())}", highlight=False),
                 )
-            encoder_id = model_key(encoder or library.encoder_id)
-            if report.added or library.embedded_count(encoder_id) < len(library):
-                clip = _load_encoder(encoder_id, later=True)
-                if clip is not None:
-                    with _encode_bar("Encoding") as advance:
-                        library.use_encoder(clip, progress=advance)
-            console.print(f"{escape(library.name)}: {report.summary()} ({len(library)} images in the theme)", highlight=False)
+                empty = len(library) == 0
+                if not (report.added or report.duplicates or report.refused):
+                    raise IppromptError(
+                        f"No image files found in: {', '.join(paths)}.",
+                        "Give image files (.png, .jpg, .webp, ...), folders that contain them, or a glob.",
+                    )
+                if created and not empty:
+                    console.print(f"Created theme [bold]{escape(folder.name)}[/] at {escape(str(folder))}", highlight=False)
+                encoder_id = model_key(encoder or library.encoder_id)
+                if report.added or library.embedded_count(encoder_id) < len(library):
+                    clip = _load_encoder(encoder_id, later=True)
+                    if clip is not None:
+                        with _encode_bar("Encoding") as advance:
+                            library.use_encoder(clip, progress=advance)
+                console.print(f"{escape(library.name)}: {report.summary()} ({len(library)} images in the theme)", highlight=False)
+    finally:
+        if created and empty:  # nothing could be added: leave no empty theme behind
+            _discard_new_theme(folder, index_dir)
     if not report.added and not report.duplicates:
+        if created:
+            err_console.print("No theme created: none of the paths gave an image.", highlight=False)
         raise typer.Exit(code=2)
+
+
+def _discard_new_theme(folder: Path, index_dir: Path | None) -> None:
+    """Remove what ``theme add`` created for a theme that got no image (only its own files).
+
+    Another ``theme add`` of the same new theme may have added images meanwhile: the index is
+    checked again and nothing is removed when it holds any image.
+    """
+    import shutil
+
+    from ipprompt.theme.config import CONFIG_FILE
+    from ipprompt.theme.importer import COPIES_DIR
+    from ipprompt.theme.store import INDEX_FILE, count_images
+
+    if index_dir is not None and count_images(index_dir):
+        return
+    copies = folder / COPIES_DIR
+    if copies.is_dir() and any(copies.iterdir()):
+        return
+    for name in (INDEX_FILE, INDEX_FILE + "-wal", INDEX_FILE + "-shm"):
+        if index_dir is not None:
+            (index_dir / name).unlink(missing_ok=True)
+    (folder / CONFIG_FILE).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        copies.rmdir()
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # only if nothing else is in it
+    if index_dir is not None and index_dir != folder:
+        shutil.rmtree(index_dir, ignore_errors=True)
 
 
 @app.command("list")

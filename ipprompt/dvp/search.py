@@ -39,6 +39,25 @@ class SearchProgress(Protocol):
     def candidate_done(self) -> None: ...
 
 
+def search_label(settings: Any) -> str | None:
+    """The search a run really made, from its recorded settings (a manifest's ``settings`` dict).
+
+    ``search = "pruned"`` with ``steps`` at or below ``preview_step`` has no preview point, so
+    nothing is pruned and every candidate is finished: that is an exhaustive search, and every
+    place that shows a run's search (``--dry-run``, the storyboard, ``eval``) says so alike.
+    """
+    if not hasattr(settings, "get"):
+        return None
+    search = settings.get("search")
+    if search != "pruned":
+        return search
+    try:
+        pruned = SearchSettings(steps=int(settings.get("steps")), preview_step=int(settings.get("preview_step"))).pruned
+    except (TypeError, ValueError):  # an older or hand-edited manifest: show what it says
+        return search
+    return "pruned" if pruned else "exhaustive"
+
+
 class _NoProgress:
     def candidates_added(self, n: int, steps: int = 0) -> None:
         pass

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ipprompt.errors import IppromptError, ModelUnavailable
+from ipprompt.dvp.search import search_label
 from ipprompt.evaluate import metrics
 from ipprompt.evaluate.results import Cost, PanelEval, RunEval, Summary, save_eval
 from ipprompt.runfolder.manifest import PanelEntry, RunManifest, now_iso, read_manifest
@@ -150,7 +151,7 @@ def evaluate_run(run_dir: str | Path, clip: Any, dino: Any, *, k: int = metrics.
                 preview=made_with.get("backend") == "preview",
                 backend=made_with.get("backend"),
                 method=p.method,
-                search=made_with.get("search"),
+                search=search_label(made_with),
                 fast=made_with.get("fast"),
                 nfe=p.nfe,
                 seconds=p.seconds,
@@ -173,7 +174,7 @@ def evaluate_run(run_dir: str | Path, clip: Any, dino: Any, *, k: int = metrics.
         peak_gpu_bytes=max(peaks) if peaks else None,
         backend=" + ".join(backends) or None,
         methods=list(dict.fromkeys(r.method for r in rows if r.method)),
-        search=manifest.settings.get("search"),
+        search=search_label(manifest.settings),
         fast=manifest.settings.get("fast"),
     )
     if not per_character:

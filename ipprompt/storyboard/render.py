@@ -27,6 +27,8 @@ import jinja2
 from ipprompt.atomic import atomic_write_text
 from ipprompt.errors import IppromptError
 from ipprompt.terminal import finalize
+from ipprompt.dvp.search import search_label
+from ipprompt.evaluate.deltas import format_delta
 from ipprompt.evaluate.results import eval_for_page
 from ipprompt.storyboard.page import add_pick_views, page_layouts, run_argument
 from ipprompt.runfolder.manifest import (
@@ -87,6 +89,8 @@ def make_environment(templates: Path | None = None) -> jinja2.Environment:
     env.filters["score"] = format_score
     env.filters["seconds"] = format_seconds
     env.filters["bytes"] = format_bytes
+    env.filters["delta"] = format_delta  # eval page: "+492.7 s (+38%)", not "+492.736"
+    env.filters["search_label"] = search_label  # "exhaustive" when steps leave no preview point
     return env
 
 

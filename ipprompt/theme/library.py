@@ -156,6 +156,11 @@ class ThemeLibrary:
         return self._folder
 
     @property
+    def index_path(self) -> Path:
+        """The theme's ``index.sqlite``: in the folder, or in ipprompt's data folder (indexplace)."""
+        return self._store.path
+
+    @property
     def name(self) -> str:
         """The theme's name (from theme.toml, else the folder name)."""
         return self._config.name
