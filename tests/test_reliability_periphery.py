@@ -184,7 +184,7 @@ def test_escape_sequences_in_story_text_never_reach_the_terminal_or_the_page(
 def test_strip_controls_keeps_text_tabs_and_newlines() -> None:
     from markupsafe import Markup
 
-    from ipprompt.terminal import strip_controls
+    from ipprompt.textclean import strip_controls
 
     assert strip_controls("a\tb\nc é 漢") == "a\tb\nc é 漢"
     assert strip_controls("x\x1b[2Jy\r\n") == "x\ufffd[2Jy\n"
@@ -240,7 +240,7 @@ def test_steps_below_the_preview_step_are_called_exhaustive_everywhere(
 
 
 def test_search_label_keeps_real_pruning_and_old_manifests() -> None:
-    from ipprompt.dvp.search import search_label
+    from ipprompt.dvp.pruning import search_label
 
     assert search_label({"search": "pruned", "steps": 50, "preview_step": 6}) == "pruned"
     assert search_label({"search": "pruned", "steps": 6, "preview_step": 6}) == "exhaustive"

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from ipprompt.backends.base import Backend, FillJob
+from ipprompt.dvp.pruning import is_pruned
 from ipprompt.dvp.grid import Arrangement, GridSpec, RefImage, build_canvas, crop_target, element_orders, fit_to_tile, place_references, target_mask
 from ipprompt.dvp.scoring import Scorer, Scores
 
@@ -37,25 +38,6 @@ from ipprompt.dvp.scoring import Scorer, Scores
 class SearchProgress(Protocol):
     def candidates_added(self, n: int, steps: int = 0) -> None: ...
     def candidate_done(self) -> None: ...
-
-
-def search_label(settings: Any) -> str | None:
-    """The search a run really made, from its recorded settings (a manifest's ``settings`` dict).
-
-    ``search = "pruned"`` with ``steps`` at or below ``preview_step`` has no preview point, so
-    nothing is pruned and every candidate is finished: that is an exhaustive search, and every
-    place that shows a run's search (``--dry-run``, the storyboard, ``eval``) says so alike.
-    """
-    if not hasattr(settings, "get"):
-        return None
-    search = settings.get("search")
-    if search != "pruned":
-        return search
-    try:
-        pruned = SearchSettings(steps=int(settings.get("steps")), preview_step=int(settings.get("preview_step"))).pruned
-    except (TypeError, ValueError):  # an older or hand-edited manifest: show what it says
-        return search
-    return "pruned" if pruned else "exhaustive"
 
 
 class _NoProgress:
@@ -81,7 +63,7 @@ class SearchSettings:
     @property
     def pruned(self) -> bool:
         """Pruning needs a preview point before the last step."""
-        return self.search == "pruned" and self.preview_step < self.steps
+        return is_pruned(self.search, self.steps, self.preview_step)
 
     def budget(self, first_round: int) -> int:
         """The most NFE one panel can cost when round 0 has ``first_round`` arrangements.

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ipprompt.errors import IppromptError, ModelUnavailable
-from ipprompt.dvp.search import search_label
+from ipprompt.dvp.pruning import search_label
 from ipprompt.evaluate import metrics
 from ipprompt.evaluate.results import Cost, PanelEval, RunEval, Summary, save_eval
 from ipprompt.runfolder.manifest import PanelEntry, RunManifest, now_iso, read_manifest

@@ -26,8 +26,8 @@ import jinja2
 
 from ipprompt.atomic import atomic_write_text
 from ipprompt.errors import IppromptError
-from ipprompt.terminal import finalize
-from ipprompt.dvp.search import search_label
+from ipprompt.textclean import finalize
+from ipprompt.dvp.pruning import search_label
 from ipprompt.evaluate.deltas import format_delta
 from ipprompt.evaluate.results import eval_for_page
 from ipprompt.storyboard.page import add_pick_views, page_layouts, run_argument
