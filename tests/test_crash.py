@@ -90,6 +90,7 @@ def _finish_and_check(story: Path, out: Path, log: Path) -> None:
     assert _temporaries(out) == []
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_never_loses_or_remakes_a_panel(example_copy: Path, tmp_path: Path) -> None:
     log = tmp_path / "log.txt"
     # How long a whole run takes on this machine: kills land anywhere in its first third.

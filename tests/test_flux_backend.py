@@ -43,6 +43,7 @@ def test_tiny_pipeline_runs_four_steps(tiny_flux_dir: Path) -> None:
     assert out.size == (SPEC.size, SPEC.size)
 
 
+@pytest.mark.slow
 def test_backend_equals_direct_pipeline_call(backend: FluxFillBackend) -> None:
     j = job()
     ours = np.array(fill(backend, j))
@@ -93,6 +94,7 @@ def test_nfe_counts_transformer_calls(backend: FluxFillBackend) -> None:
     assert len(calls) == 4 == backend.nfe - before
 
 
+@pytest.mark.slow
 def test_offload_model_on_cpu_gives_same_pixels(tiny_flux_dir: Path, backend: FluxFillBackend) -> None:
     """Offloading moves modules between devices; it must not change the picture.
 

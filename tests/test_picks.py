@@ -133,6 +133,7 @@ def test_a_picked_preview_is_finished_by_the_next_run_alone(example_copy: Path, 
     assert third.reused == [2, 3] and third.finished == []
 
 
+@pytest.mark.slow
 def test_finished_pick_equals_a_full_run_of_its_arrangement(example_copy: Path, flux: FluxFillBackend, tmp_path: Path) -> None:
     """Candidates are deterministic: finishing a previewed one later gives the exhaustive run's pixels."""
     pruned_run, full_run = tmp_path / "pruned", tmp_path / "full"
@@ -156,6 +157,7 @@ def test_finished_pick_equals_a_full_run_of_its_arrangement(example_copy: Path, 
     assert np.array_equal(pixels(pruned_run / "panels" / "02.png"), pixels(full_run / str(same.image)))
 
 
+@pytest.mark.slow
 def test_reroll_changes_only_that_panel_and_history_brings_it_back(
     example_copy: Path, flux: FluxFillBackend, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -250,6 +250,7 @@ def _add_from_another_process(theme: str, source: str, start_together: Any, resu
     results.put((source, len(report.added), len(report.duplicates), len(report.refused)))
 
 
+@pytest.mark.slow
 def test_processes_adding_to_one_theme_at_once_lose_nothing(tmp_path: Path) -> None:
     # Separate processes (spawned, so nothing is shared but the files), released together by a
     # barrier so their imports really overlap; "common" is added by two of them at once.
