@@ -40,8 +40,8 @@ def _lower_bound(package: str) -> str:
     raise AssertionError(f"pyproject.toml declares no lower bound for {package}")
 
 
-def _run(args: list[str], pythonpath: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, COLUMNS="100", NO_COLOR="1")
+def _run(args: list[str], pythonpath: Path | None = None, columns: int = 100) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, COLUMNS=str(columns), NO_COLOR="1")
     if pythonpath is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return subprocess.run(
@@ -104,6 +104,11 @@ def test_usage_errors_exit_2_with_oldest_declared_typer_and_click(oldest_cli: Pa
         _assert_usage_error(_run(args, pythonpath=oldest_cli), expected)
     check = _run(["story", "check", "stories/lighthouse.toml"], pythonpath=oldest_cli)
     assert check.returncode == 0, check.stdout + check.stderr
+    helped = _run(["story", "run", "--help"], pythonpath=oldest_cli, columns=80)
+    assert helped.returncode == 0, helped.stderr
+    assert "…" not in helped.stdout and "[default: None]" not in helped.stdout and "\\[" not in helped.stdout
+    wide = _run(["story", "run", "--help"], pythonpath=oldest_cli, columns=250)
+    assert "[default: the story's, else 50]" in wide.stdout, wide.stdout
 
 
 def test_user_error_in_process_is_a_message(capsys: pytest.CaptureFixture[str]) -> None:
