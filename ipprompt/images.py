@@ -66,6 +66,15 @@ class ImageRejected(IppromptError):
         self.name = name
 
 
+class ImageTooLarge(ImageRejected):
+    """An image refused for its size alone (read from its header, nothing decoded).
+
+    Kept apart from other refusals so that callers which treat an unreadable file as simply
+    missing (a storyboard, an export) still stop with a message for a file that is a decompression
+    bomb: that is someone's doing, not damage.
+    """
+
+
 def size_problem(width: int, height: int, limits: ImageLimits = IMAGE_LIMITS) -> str | None:
     """Why an image of this size is refused, or None when it is acceptable."""
     if width < 1 or height < 1:
@@ -93,7 +102,7 @@ def read_image_bytes(path: Path, limits: ImageLimits = IMAGE_LIMITS) -> bytes:
     if not stat.S_ISREG(info.st_mode):
         raise ImageRejected("not a regular file", str(path))
     if info.st_size > limits.max_file_bytes:
-        raise ImageRejected(
+        raise ImageTooLarge(
             f"file too large ({info.st_size / 2**20:.0f} MiB; at most {limits.max_file_bytes // 2**20} MiB)", str(path)
         )
     try:
@@ -131,20 +140,47 @@ def open_image(
             image = Image.open(io.BytesIO(data))  # reads the header only
             problem = size_problem(image.width, image.height, limits)
             if problem is not None:
-                raise ImageRejected(problem, name)
+                raise ImageTooLarge(problem, name)
             image.load()
             if mode == "plain":
                 return image.convert("RGB")
             return _to_rgb(_upright(image))
     except ImageRejected as rejected:
-        raise ImageRejected(rejected.reason, rejected.name or name) from None
+        raise type(rejected)(rejected.reason, rejected.name or name) from None
     except UnidentifiedImageError:
         raise ImageRejected("not an image (format not recognised)", name) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageRejected(f"image too large to decode safely (limits: {limits.describe()})", name) from None
+        raise ImageTooLarge(f"image too large to decode safely (limits: {limits.describe()})", name) from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError) as exc:
         detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise ImageRejected(f"corrupt or truncated image data ({detail})", name) from None
+
+
+def probe_image(data: bytes, *, name: str | None = None, limits: ImageLimits = IMAGE_LIMITS) -> tuple[str, int, int]:
+    """An image's format and size from its header alone, nothing decoded.
+
+    For code that passes image bytes on as they are (a storyboard inlining a panel): the same size
+    rules as ``open_image`` apply, so a decompression bomb is refused here as ``ImageTooLarge``
+    rather than blowing up later in a browser or in Pillow.
+    """
+    if not data:
+        raise ImageRejected("empty file (0 bytes)", name)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                fmt, width, height = image.format or "", image.width, image.height
+    except UnidentifiedImageError:
+        raise ImageRejected("not an image (format not recognised)", name) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageTooLarge(f"image too large to decode safely (limits: {limits.describe()})", name) from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
+        detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise ImageRejected(f"corrupt image header ({detail})", name) from None
+    problem = size_problem(width, height, limits)
+    if problem is not None:
+        raise ImageTooLarge(problem, name)
+    return fmt, width, height
 
 
 def _upright(image: Image.Image) -> Image.Image:

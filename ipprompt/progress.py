@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
+from ipprompt.terminal import SafeConsole, strip_controls
+
 
 @dataclass(frozen=True)
 class WorkerState:
@@ -81,7 +83,7 @@ class RichProgress:
     """Three bars: panels of the story, candidates of this panel, denoising steps (NFE)."""
 
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True)
+        self.console = console or SafeConsole(stderr=True)
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("[bold]{task.description:<11}"),
@@ -116,7 +118,8 @@ class RichProgress:
             self._steps = self.progress.add_task("steps", total=0, info="transformer evaluations")
 
     def start_panel(self, number: int, description: str) -> None:
-        self.progress.update(self._panels, info=escape(f"panel {number}: {description[:40]}"))
+        # the bars' text columns read markup directly, not through the console: clean it here
+        self.progress.update(self._panels, info=escape(strip_controls(f"panel {number}: {description[:40]}")))
         self.progress.reset(self._candidates, total=0, info="")
         if self._steps is not None:
             self.progress.reset(self._steps, total=0)
@@ -146,7 +149,7 @@ class RichProgress:
             for task in (self._candidates, self._steps):
                 if task is not None:
                     self.progress.update(task, visible=False)
-        info = escape(f"{state.node} pid {state.pid}: {state.doing}"[:70])
+        info = escape(strip_controls(f"{state.node} pid {state.pid}: {state.doing}"[:70]))
         task = self._workers.get(state.slot)
         if task is None:
             task = self._workers[state.slot] = self.progress.add_task(f"worker {state.slot + 1}", total=0, info=info)

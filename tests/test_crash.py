@@ -93,6 +93,7 @@ def _finish_and_check(story: Path, out: Path, log: Path) -> None:
     assert _temporaries(out) == []
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_never_loses_or_remakes_a_panel(example_copy: Path, tmp_path: Path) -> None:
     log = tmp_path / "log.txt"
     # How long a whole run takes on this machine: kills land anywhere in its first third.
@@ -138,7 +139,7 @@ def test_sigint_at_random_moments_says_how_to_resume(example_copy: Path, tmp_pat
         after = _done_panels(out)
         assert all(after.get(n) == s for n, s in before.items())
     assert interrupted >= 1
-    assert _wait(_start(example_copy, out, log)) == 0
+    assert _wait(_start(example_copy, out, log)) == 0, log.read_text()
     assert sorted(_done_panels(out)) == [1, 2, 3, 4, 5, 6]
 
 

@@ -214,6 +214,7 @@ def test_storyboard_shows_metrics_only_for_an_evaluated_run(run_copy: Path, enco
 # --------------------------------------------------------------------------- the command
 
 
+@pytest.mark.slow
 def test_eval_two_runs_json_end_to_end(
     example_copy: Path,
     preview_run: Path,

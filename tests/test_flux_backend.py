@@ -43,6 +43,7 @@ def test_tiny_pipeline_runs_four_steps(tiny_flux_dir: Path) -> None:
     assert out.size == (SPEC.size, SPEC.size)
 
 
+@pytest.mark.slow
 def test_backend_equals_direct_pipeline_call(backend: FluxFillBackend) -> None:
     j = job()
     ours = np.array(fill(backend, j))
@@ -93,9 +94,23 @@ def test_nfe_counts_transformer_calls(backend: FluxFillBackend) -> None:
     assert len(calls) == 4 == backend.nfe - before
 
 
+@pytest.mark.slow
 def test_offload_model_on_cpu_gives_same_pixels(tiny_flux_dir: Path, backend: FluxFillBackend) -> None:
+    """Offloading moves modules between devices; it must not change the picture.
+
+    Not bit-equal: the offloaded pipeline runs the same float kernels in a different order of
+    calls, and on some CPUs (seen on AMD EPYC, not on Intel) a sum lands on the other side of a
+    rounding step, so a few pixels differ by one level out of 255 (2 of 36,864 seen). Allowed: at
+    most 1 level per pixel on at most 0.1 % of the values; a real difference (a wrong device, a
+    skipped module) changes most pixels by far more.
+    """
     offloaded = FluxFillBackend.load(str(tiny_flux_dir), MachineOptions(device="cpu", offload="model"))
-    assert np.array_equal(np.array(fill(offloaded, job())), np.array(fill(backend, job())))
+    a = np.array(fill(offloaded, job())).astype(np.int16)
+    b = np.array(fill(backend, job())).astype(np.int16)
+    assert a.shape == b.shape
+    diff = np.abs(a - b)
+    assert diff.max() <= 1, f"a pixel differs by {diff.max()} levels"
+    assert np.count_nonzero(diff) <= max(1, diff.size // 1000), f"{np.count_nonzero(diff)} of {diff.size} values differ"
 
 
 def test_sequential_offload_needs_a_gpu(tiny_flux_dir: Path) -> None:

@@ -108,17 +108,19 @@ def test_library_open_refuses_system_folders(tmp_path: Path, monkeypatch: pytest
         ThemeLibrary.open(where)
 
 
-def test_an_unwritable_folder_is_refused_and_left_untouched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unwritable_folder_is_read_and_left_untouched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only archive of pictures is used as it is: its index lives in ipprompt's data folder."""
     make_images(tmp_path / "archive", 2)
+    monkeypatch.chdir(tmp_path)  # inside the project, so only the missing write access keeps it read-only
     # Tests run as root, for whom every folder is writable: the check is made to answer as it
     # does for a normal user on a read-only folder.
     real_access = os.access
     archive = (tmp_path / "archive").resolve()
     monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == archive else real_access(p, mode, **kw))
-    with pytest.raises(IppromptError) as caught:
-        ThemeLibrary.open(archive)
-    assert "not writable" in caught.value.message and "theme add" in (caught.value.hint or "")
+    with ThemeLibrary.open(archive) as library:
+        assert len(library) == 2
     assert not (archive / "index.sqlite").exists()
+    assert list((Path(os.environ["IPPROMPT_HOME"]) / "indexes").glob("archive-*/index.sqlite"))
 
 
 # --------------------------------------------------------------------------- a lost index

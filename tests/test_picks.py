@@ -134,6 +134,7 @@ def test_a_picked_preview_is_finished_by_the_next_run_alone(example_copy: Path, 
     assert third.reused == [2, 3] and third.finished == []
 
 
+@pytest.mark.slow
 def test_finished_pick_equals_a_full_run_of_its_arrangement(example_copy: Path, flux: FluxFillBackend, tiny_clip_dir: Path, tmp_path: Path) -> None:
     """Candidates are deterministic: finishing a previewed one later gives the exhaustive run's
     pixels, and the search's own scores (CLIP-I against the panel's one reference set)."""
@@ -163,6 +164,7 @@ def test_finished_pick_equals_a_full_run_of_its_arrangement(example_copy: Path, 
     assert picked.scores == same.scores
 
 
+@pytest.mark.slow
 def test_reroll_changes_only_that_panel_and_history_brings_it_back(
     example_copy: Path, flux: FluxFillBackend, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -67,6 +67,7 @@ def done_panels(out: Path) -> list[int]:
 
 
 @needs_ray
+@pytest.mark.slow
 def test_ray_run_is_pixel_identical_to_a_local_run(
     ray_cluster: None, one_thread: None, example_copy: Path, tiny_flux_dir: Path, tiny_clip_dir: Path, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -85,6 +86,7 @@ def test_ray_run_is_pixel_identical_to_a_local_run(
 
 
 @needs_ray
+@pytest.mark.slow
 def test_ray_continuity_chains_panels(ray_cluster: None, one_thread: None, example_copy: Path, tiny_flux_dir: Path, tmp_path: Path) -> None:
     opts = dict(panels="1-3", model=str(tiny_flux_dir), encoder="no-such-local-encoder", continuity=True, grid=2, tile=256, steps=2, candidates=2, rounds=0)
     local = run_story(example_copy, out=tmp_path / "local", **opts)
@@ -112,6 +114,7 @@ class KillFirstWorker(SilentProgress):
 
 
 @needs_ray
+@pytest.mark.slow
 def test_a_killed_worker_is_restarted_and_no_panel_is_made_twice(
     ray_cluster: None, example_copy: Path, tiny_flux_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -163,6 +166,7 @@ def test_one_worker_per_gpu() -> None:
 
 
 @needs_ray
+@pytest.mark.slow
 def test_a_picked_preview_is_finished_on_a_ray_worker(ray_cluster: None, example_copy: Path, tmp_path: Path) -> None:
     from ipprompt.runfolder.manifest import read_manifest
     from ipprompt.runfolder.picks import pick

@@ -237,6 +237,7 @@ def test_preview_reference_run_records_method_and_prompts(example_copy: Path, tm
     assert 'data-method="dvp"' in (dvp.out / "storyboard.html").read_text()
 
 
+@pytest.mark.slow
 def test_cli_reference_run_with_tiny_models(
     example_copy: Path, tiny_flux_dir: Path, tiny_clip_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -394,6 +394,7 @@ def _hatchling_into(python: Path) -> str | None:
     return None if done.returncode == 0 else "hatchling (the build backend) cannot be installed here: " + done.stderr.strip()[-300:]
 
 
+@pytest.mark.slow
 def test_wheel_ships_the_templates(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
     """Built as a wheel and installed elsewhere, ipprompt still finds its templates."""
     venv = tmp_path / "venv"

@@ -40,6 +40,7 @@ def flux(tiny_flux_dir: Path) -> FluxFillBackend:
     return FluxFillBackend.load(str(tiny_flux_dir), MachineOptions(device="cpu"))
 
 
+@pytest.mark.slow
 def test_cli_run_with_tiny_models_writes_the_run_folder(
     example_copy: Path, tiny_flux_dir: Path, tiny_clip_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -71,6 +72,7 @@ def test_cli_run_with_tiny_models_writes_the_run_folder(
     assert manifest["totals"]["nfe"] == sum(p["nfe"] for p in done)
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_only_remaining_panels(example_copy: Path, flux: FluxFillBackend, tmp_path: Path) -> None:
     out = tmp_path / "run"
     interrupted = CountingBackend(flux, interrupt_at=2 * 2 + 1)  # Ctrl-C as panel 3 starts
@@ -100,6 +102,7 @@ def test_interrupted_run_resumes_only_remaining_panels(example_copy: Path, flux:
     assert result.generated == [1] and forced.starts == 2
 
 
+@pytest.mark.slow
 def test_text_encoders_run_once_per_panel(example_copy: Path, flux: FluxFillBackend, tmp_path: Path) -> None:
     calls = {"clip": 0, "t5": 0}
     hooks = [
@@ -117,6 +120,7 @@ def test_text_encoders_run_once_per_panel(example_copy: Path, flux: FluxFillBack
     assert calls == {"clip": 2, "t5": 2}  # ...but one text encoding per panel
 
 
+@pytest.mark.slow
 def test_preview_run_needs_no_model(example_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))

@@ -73,6 +73,7 @@ def test_manifest_of_another_version_is_refused_not_rewritten(example_copy: Path
     assert json.loads((out / "manifest.json").read_text())["format"] == 99
 
 
+@pytest.mark.slow
 def test_two_processes_on_one_folder_end_with_every_panel_done(example_copy: Path, tmp_path: Path) -> None:
     out = tmp_path / "shared"
     common = [sys.executable, "-m", "ipprompt", "story", "run", str(example_copy), "--out", str(out),

@@ -34,6 +34,7 @@ def _job(steps: int = 3) -> FillJob:
     return FillJob(canvas, target_mask(SPEC), "a girl in a yellow raincoat", 7, steps, 30.0, SPEC)
 
 
+@pytest.mark.slow
 def test_panel_one_nfe_at_defaults_and_fast(example_copy: Path, tiny_flux_dir: Path, tiny_clip_dir: Path, tiny_lora: Path, tmp_path: Path) -> None:
     # Default search settings; a 256 px tile keeps the CPU time small (the rungs follow the canvas).
     common = dict(panels="1", model=str(tiny_flux_dir), encoder=str(tiny_clip_dir), device="cpu", tile=256)
@@ -69,6 +70,7 @@ def test_panel_one_nfe_at_defaults_and_fast(example_copy: Path, tiny_flux_dir: P
     assert "fast" in html and str(tiny_lora) in html
 
 
+@pytest.mark.slow
 def test_lora_loads_through_diffusers_and_changes_pixels(tiny_flux_dir: Path, tiny_lora: Path) -> None:
     base = np.array(fill(FluxFillBackend.load(str(tiny_flux_dir), MachineOptions(device="cpu")), _job())).astype(int)
     with_lora = FluxFillBackend.load(str(tiny_flux_dir), MachineOptions(device="cpu"), loras=[f"{tiny_lora}:0.7"])

@@ -150,7 +150,8 @@ def test_index_is_sqlite_in_wal_mode_with_the_documented_tables(tmp_path: Path, 
     assert rows == [(encoder.model_id, encoder.dim, 4 * encoder.dim)] * 2
 
 
-def test_plain_folder_is_indexed_in_place_and_follows_the_folder(tmp_path: Path) -> None:
+def test_plain_folder_is_indexed_in_place_and_follows_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a folder in the user's project is indexed in place (theme/indexplace.py)
     folder = tmp_path / "refs"
     paths = make_images(folder, 4)
     before = sorted(p.name for p in folder.iterdir())
@@ -194,7 +195,8 @@ def test_duplicate_in_place_file_takes_over_when_the_first_copy_is_deleted(tmp_p
         assert [i.file_name for i in library.images] == ["twin.png"]
 
 
-def test_removing_copies_deletes_the_file_but_in_place_images_stay_on_disk(tmp_path: Path) -> None:
+def test_removing_copies_deletes_the_file_but_in_place_images_stay_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # ipprompt copies into a plain folder only inside the user's project
     folder = tmp_path / "refs"
     own = make_images(folder, 2)
     with ThemeLibrary.open(folder) as library:
@@ -248,6 +250,7 @@ def _add_from_another_process(theme: str, source: str, start_together: Any, resu
     results.put((source, len(report.added), len(report.duplicates), len(report.refused)))
 
 
+@pytest.mark.slow
 def test_processes_adding_to_one_theme_at_once_lose_nothing(tmp_path: Path) -> None:
     # Separate processes (spawned, so nothing is shared but the files), released together by a
     # barrier so their imports really overlap; "common" is added by two of them at once.

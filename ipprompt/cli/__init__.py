@@ -24,6 +24,7 @@ app = typer.Typer(
         "Then:        ipprompt story run stories/lighthouse.toml --backend preview"
     ),
     no_args_is_help=True,
+    rich_markup_mode="rich",  # the same help on every typer: \[ escapes, no literal backslashes
     add_completion=False,
     pretty_exceptions_enable=False,
 )

@@ -97,8 +97,15 @@ def doctor(
     from ipprompt.backends.factory import ATTENTION_BACKENDS, _attention_problem, fp8_kind
 
     kind, why = fp8_kind(torch.device("cuda") if cuda else torch.device("cpu"))
-    label = "torchao float8 (fp8 matmul; fastest with --compile)" if kind == "torchao" else "layerwise fp8 storage, bf16 compute"
-    table.add_row("--quantize fp8 here", escape(f"{label}: {why}"))
+    # the model's compute dtype is bf16 on a GPU and float32 on the CPU (backends/flux_fill.py)
+    compute = "bf16" if cuda else "float32"
+    if kind == "torchao":
+        text = f"torchao float8 (fp8 matmul; fastest with --compile): {why}"
+    elif cuda:
+        text = f"layerwise fp8 storage, {compute} compute: {why}"
+    else:
+        text = f"layerwise fp8 storage, {compute} compute (no CUDA GPU; the CPU computes in float32)"
+    table.add_row("--quantize fp8 here", escape(text))
     usable = [a for a in ATTENTION_BACKENDS if _attention_problem(a, cuda) is None]
     table.add_row("--attention here", escape(", ".join(usable)))
     # Model ids, paths and environment values are the user's text: escaped, so "[/]" prints as is.

@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ipprompt.cli.helptext import default
 from ipprompt.cli.console import console, err_console, fail
 from ipprompt.errors import IppromptError
 from ipprompt.evaluate.results import DEFAULT_DINO, THEME_TOP_K
@@ -47,15 +48,15 @@ def _fmt(value: Any, metric: str = "") -> str:
     return f"{value:.3f}"
 
 
-def _fmt_delta(delta: Any, metric: str, higher_is_better: bool) -> str:
-    if delta is None:
-        return "—"
-    text = _fmt(abs(delta), metric) if metric != "peak_gpu_bytes" else f"{abs(delta) / 2**30:.1f} GiB"
-    sign = "+" if delta > 0 else "−" if delta < 0 else "±"
-    if delta == 0:
-        return f"{sign}{text}"
+def _fmt_delta(delta: Any, metric: str, higher_is_better: bool, base: Any = None) -> str:
+    """A delta with its unit and, for costs, its share of the baseline (``evaluate.deltas``)."""
+    from ipprompt.evaluate.deltas import format_delta
+
+    text = format_delta(delta, base, metric)
+    if delta is None or delta == 0:
+        return text
     good = (delta > 0) == higher_is_better
-    return f"[{'green' if good else 'red'}]{sign}{text}[/]"
+    return f"[{'green' if good else 'red'}]{text}[/]"
 
 
 def _labels(runs: list[dict[str, Any]]) -> list[str]:
@@ -123,7 +124,7 @@ def _comparison_tables(doc: dict[str, Any]) -> None:
                 cells.append(_fmt(value, row["metric"] if section == "cost" else ""))
                 if i:
                     metric = row["metric"] if section == "cost" else ""
-                    cells.append(_fmt_delta(row["deltas"][i], metric, row["higher_is_better"]))
+                    cells.append(_fmt_delta(row["deltas"][i], metric, row["higher_is_better"], row["values"][0]))
             table.add_row(escape(row["label"]), *cells)
         table.add_section()
     for label, setting in zip(labels, comparison["settings"]):
@@ -146,7 +147,7 @@ def _comparison_tables(doc: dict[str, Any]) -> None:
             for i, value in enumerate(row["values"]):
                 cells.append(_fmt(value, row["metric"]))
                 if i:
-                    cells.append(_fmt_delta(row["deltas"][i], row["metric"], row["higher_is_better"]))
+                    cells.append(_fmt_delta(row["deltas"][i], row["metric"], row["higher_is_better"], row["values"][0]))
             panels.add_row(str(panel["number"]) if j == 0 else "", escape(row["label"]), *cells)
         panels.add_section()
     console.print(panels)
@@ -166,7 +167,7 @@ def eval_command(
     encoder: Optional[str] = typer.Option(None, "--encoder", help="CLIP model for CLIP-T and CLIP-I: hub id or local folder (default the one the (first) run was made with)."),
     dino: Optional[str] = typer.Option(None, "--dino", help=f"DINOv2 model for character consistency: hub id or local folder (default {DEFAULT_DINO}; skipped when not on this machine)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document (all runs, every metric, deltas) to stdout."),
-    html: Optional[Path] = typer.Option(None, "--html", metavar="FILE", help="Also write the report as an HTML page."),
+    html: Optional[Path] = typer.Option(None, "--html", metavar="FILE", help="Also write the report as an HTML page. " + default("no page")),
     save: bool = typer.Option(True, "--save/--no-save", help="Store results in each run's eval.json and refresh its storyboard."),
 ) -> None:
     from ipprompt.evaluate.compare import report_document

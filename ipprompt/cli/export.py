@@ -13,16 +13,21 @@ import typer
 from rich.markup import escape
 
 from ipprompt.cli.console import console, err_console, fail
+from ipprompt.cli.helptext import default
 from ipprompt.errors import IppromptError
 from ipprompt.export.sizes import DEFAULT_DPI, DEFAULT_PAGE_SIZE, MAX_DPI, MIN_DPI, PAGE_SIZES
 
 
 def export(
-    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run folder (holds manifest.json)."),
-    pdf: Optional[Path] = typer.Option(None, "--pdf", help="Write a PDF to this file."),
-    cbz: Optional[Path] = typer.Option(None, "--cbz", help="Write a CBZ (comic-reader archive with ComicInfo.xml) to this file."),
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder (holds manifest.json)."),
+    pdf: Optional[Path] = typer.Option(None, "--pdf", metavar="FILE", help="Write a PDF to this file. " + default("no PDF")),
+    cbz: Optional[Path] = typer.Option(
+        None, "--cbz", metavar="FILE", help="Write a CBZ (comic-reader archive with ComicInfo.xml) to this file. " + default("no CBZ")
+    ),
     pages: Optional[Path] = typer.Option(
-        None, "--pages", help="Write PNG pages (page-000.png is the title page) to this folder; it must be new, empty, or hold only earlier pages.",
+        None, "--pages", metavar="DIR",
+        help="Write PNG pages (page-000.png is the title page) to this folder; it must be new, empty, or hold only earlier pages. "
+        + default("no pages"),
     ),
     page_size: str = typer.Option(DEFAULT_PAGE_SIZE, "--page-size", help=f"{' | '.join(PAGE_SIZES)} (comic: 6.625 x 10.25 in, the US comic book)."),
     dpi: int = typer.Option(DEFAULT_DPI, "--dpi", help=f"Pixels per inch, {MIN_DPI}-{MAX_DPI}: 150 for screens, 300 for print."),

@@ -10,11 +10,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from ipprompt.cli.console import console, fail
+from ipprompt.cli.helptext import default
 from ipprompt.errors import IppromptError
 
 app = typer.Typer(
     help="Check, run and render stories (TOML files; see stories/lighthouse.toml).",
     no_args_is_help=True,
+    rich_markup_mode="rich",  # the same help on every typer: \[ escapes, no literal backslashes
 )
 
 
@@ -30,16 +32,16 @@ def check(story_path: Path = typer.Argument(..., metavar="STORY", help="The stor
     from ipprompt.paths import resolve_theme_path
     from ipprompt.story.loading import load_story
 
+    from ipprompt.pipeline.run import MIN_THEME_IMAGES
+    from ipprompt.theme.finding import walk_images
+
     try:
         story = load_story(story_path)
         method_problems(story, story.generation)  # what the story's method cannot lay out
         theme = resolve_theme_path(story.doc.theme, relative_to=story.folder)
+        images = walk_images(theme)  # the theme's own walk: hidden files, loops and the size limit as a run sees them
     except IppromptError as error:
         raise fail(error)
-    from ipprompt.pipeline.run import MIN_THEME_IMAGES
-    from ipprompt.theme.importer import is_image_name
-
-    images = [p for p in theme.rglob("*") if is_image_name(p)]
     if len(images) < MIN_THEME_IMAGES:
         raise fail(IppromptError(
             f"Theme {theme} has {len(images)} image(s); a run needs at least {MIN_THEME_IMAGES}.",
@@ -68,9 +70,11 @@ def check(story_path: Path = typer.Argument(..., metavar="STORY", help="The stor
 
 @app.command("render")
 def render(
-    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run folder (holds manifest.json)."),
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder (holds manifest.json)."),
     single_file: bool = typer.Option(False, "--single-file", help="One HTML file with every image inlined."),
-    templates: Optional[Path] = typer.Option(None, "--templates", help="Folder of templates overriding ours by name."),
+    templates: Optional[Path] = typer.Option(
+        None, "--templates", metavar="DIR", help="Folder of templates overriding ours by name. " + default("ours only")
+    ),
 ) -> None:
     """Re-render the storyboard from a run's manifest (nothing is generated).
 
@@ -86,7 +90,7 @@ def render(
 
 
 @app.command("open")
-def open_(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run folder.")) -> None:
+def open_(run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder (holds manifest.json).")) -> None:
     """Open a run's storyboard in the default browser (prints its path where there is none).
 
     Example: ipprompt story open runs/lighthouse

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ipprompt.cli.console import console, fail
+from ipprompt.cli.helptext import default
 from ipprompt.errors import IppromptError
 
 
@@ -21,7 +22,9 @@ def pick(
     panel: int = typer.Argument(..., metavar="PANEL", help="Panel number (as on the storyboard)."),
     candidate: Optional[int] = typer.Argument(None, metavar="[CANDIDATE]", help="Candidate number (#N in the inspector)."),
     auto: bool = typer.Option(False, "--auto", help="Return to the scorer's choice."),
-    from_history: Optional[str] = typer.Option(None, "--from-history", metavar="NAME", help="Bring back an earlier image (see `ipprompt story history`)."),
+    from_history: Optional[str] = typer.Option(
+        None, "--from-history", metavar="NAME", help="Bring back an earlier image (see `ipprompt story history`). " + default("none")
+    ),
 ) -> None:
     """Choose a panel's image: another candidate, the scorer's choice, or an earlier image.
 
@@ -29,7 +32,7 @@ def pick(
 
     Examples:
 
-      ipprompt story pick runs/lighthouse 3 4
+      ipprompt story pick runs/lighthouse 3 2
 
       ipprompt story pick runs/lighthouse 3 --auto
 

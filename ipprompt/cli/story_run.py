@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ipprompt.cli.console import console, err_console, fail
 from ipprompt.cli.settings_options import with_settings_options
+from ipprompt.cli.helptext import default
 from ipprompt.errors import IppromptError
 
 if TYPE_CHECKING:
@@ -20,15 +21,15 @@ if TYPE_CHECKING:
 @with_settings_options
 def run(
     story_path: Path = typer.Argument(..., metavar="STORY", help="The story's .toml file."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<story name>/)."),
-    panels: Optional[str] = typer.Option(None, help="Panels to make, e.g. 1-3,5 (numbers start at 1)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR", help="Run folder. " + default("runs/<story name>/")),
+    panels: Optional[str] = typer.Option(None, metavar="LIST", help="Panels to make, e.g. 1-3,5 (numbers start at 1). " + default("all")),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print planned NFE and projected time for this GPU; load no model, make nothing."),
     ray: Optional[str] = typer.Option(
-        None, "--ray", metavar="auto|local|ADDRESS",
+        None, "--ray", metavar="MODE",
         help="Make the panels on Ray, one worker per GPU: auto (RAY_ADDRESS, else a `ray start` cluster on this machine, "
-        "else a new local one), local (a new local instance) or a cluster ADDRESS. Needs pip install \"ipprompt\[ray]\".",
+        "else a new local one), local (a new local instance) or a cluster ADDRESS. Needs pip install \"ipprompt\[ray]\". " + default("off"),
     ),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="With --ray: at most N workers (default: one per GPU; 1 on a CPU-only cluster)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, metavar="N", help="With --ray: at most N workers. " + default("one per GPU; 1 on a CPU-only cluster")),
     force: bool = typer.Option(False, "--force", help="Regenerate panels even when nothing changed."),
     reroll: bool = typer.Option(False, "--reroll", help="Make the --panels again with a fresh seed (later runs keep the new take)."),
     remake_picked: bool = typer.Option(False, "--remake-picked", help="Let changed settings remake panels the author picked (their images go to history/)."),

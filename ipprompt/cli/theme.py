@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from ipprompt.cli.console import console, err_console, fail
+from ipprompt.cli.helptext import default
 from ipprompt.errors import IppromptError
 
 if TYPE_CHECKING:
@@ -33,12 +34,13 @@ app = typer.Typer(
         "Example:  ipprompt theme add lighthouse ./sketches/*.png --tag flat"
     ),
     no_args_is_help=True,
+    rich_markup_mode="rich",  # the same help on every typer: \[ escapes, no literal backslashes
 )
 
 THEME_ARG = typer.Argument(
     ..., metavar="THEME", help="Theme name (under $IPPROMPT_HOME/themes) or path to a theme folder."
 )
-ENCODER_HELP = "CLIP model: Hub id or local folder. Default: the theme's encoder (theme.toml)."
+ENCODER_HELP = "CLIP model: Hub id or local folder. " + default("the theme's, from theme.toml")
 
 
 @contextlib.contextmanager
@@ -108,9 +110,9 @@ def add(
         ..., metavar="PATH...", help="Image files, folders (searched recursively) or glob patterns."
     ),
     caption: Optional[str] = typer.Option(
-        None, "--caption", help="Caption for every added image (instead of sidecar NAME.txt files)."
+        None, "--caption", help="Caption for every added image (instead of sidecar NAME.txt files). " + default("the sidecar NAME.txt")
     ),
-    tags: list[str] = typer.Option([], "--tag", help="Tag for every added image; repeat for several."),
+    tags: list[str] = typer.Option([], "--tag", help="Tag for every added image; repeat for several. " + default("none")),
     encoder: Optional[str] = typer.Option(None, "--encoder", help=ENCODER_HELP),
 ) -> None:
     """Add images to a theme, creating the theme if it does not exist.
@@ -125,33 +127,75 @@ def add(
     from ipprompt.paths import resolve_theme_path
     from ipprompt.theme.library import ThemeLibrary, is_unstarted_theme
 
-    with _user_errors():
-        folder = resolve_theme_path(theme, must_exist=False)
-        if is_unstarted_theme(folder):
-            ThemeLibrary.create(folder, encoder_id=encoder or DEFAULT_ENCODER)
-            console.print(f"Created theme [bold]{escape(folder.name)}[/] at {escape(str(folder))}", highlight=False)
-        with ThemeLibrary.open(folder) as library:
-            _report_sync(library)
-            report = library.add(
-                paths,
-                caption=caption,
-                tags=tags,
-                on_refused=lambda refusal: err_console.print(f"[red]refused:[/] {escape(refusal.line())}", highlight=False),
-            )
-            if not (report.added or report.duplicates or report.refused):
-                raise IppromptError(
-                    f"No image files found in: {', '.join(paths)}.",
-                    "Give image files (.png, .jpg, .webp, ...), folders that contain them, or a glob.",
+    created = False
+    index_dir: Path | None = None
+    empty = True
+    try:
+        with _user_errors():
+            folder = resolve_theme_path(theme, must_exist=False)
+            if is_unstarted_theme(folder):
+                ThemeLibrary.create(folder, encoder_id=encoder or DEFAULT_ENCODER)
+                created = True
+            with ThemeLibrary.open(folder) as library:
+                index_dir = library.index_path.parent
+                _report_sync(library)
+                report = library.add(
+                    paths,
+                    caption=caption,
+                    tags=tags,
+                    on_refused=lambda refusal: err_console.print(f"[red]refused:[/] {escape(refusal.line())}", highlight=False),
                 )
-            encoder_id = model_key(encoder or library.encoder_id)
-            if report.added or library.embedded_count(encoder_id) < len(library):
-                clip = _load_encoder(encoder_id, later=True)
-                if clip is not None:
-                    with _encode_bar("Encoding") as advance:
-                        library.use_encoder(clip, progress=advance)
-            console.print(f"{escape(library.name)}: {report.summary()} ({len(library)} images in the theme)", highlight=False)
+                empty = len(library) == 0
+                if not (report.added or report.duplicates or report.refused):
+                    raise IppromptError(
+                        f"No image files found in: {', '.join(paths)}.",
+                        "Give image files (.png, .jpg, .webp, ...), folders that contain them, or a glob.",
+                    )
+                if created and not empty:
+                    console.print(f"Created theme [bold]{escape(folder.name)}[/] at {escape(str(folder))}", highlight=False)
+                encoder_id = model_key(encoder or library.encoder_id)
+                if report.added or library.embedded_count(encoder_id) < len(library):
+                    clip = _load_encoder(encoder_id, later=True)
+                    if clip is not None:
+                        with _encode_bar("Encoding") as advance:
+                            library.use_encoder(clip, progress=advance)
+                console.print(f"{escape(library.name)}: {report.summary()} ({len(library)} images in the theme)", highlight=False)
+    finally:
+        if created and empty:  # nothing could be added: leave no empty theme behind
+            _discard_new_theme(folder, index_dir)
     if not report.added and not report.duplicates:
+        if created:
+            err_console.print("No theme created: none of the paths gave an image.", highlight=False)
         raise typer.Exit(code=2)
+
+
+def _discard_new_theme(folder: Path, index_dir: Path | None) -> None:
+    """Remove what ``theme add`` created for a theme that got no image (only its own files).
+
+    Another ``theme add`` of the same new theme may have added images meanwhile: the index is
+    checked again and nothing is removed when it holds any image.
+    """
+    import shutil
+
+    from ipprompt.theme.config import CONFIG_FILE
+    from ipprompt.theme.importer import COPIES_DIR
+    from ipprompt.theme.store import INDEX_FILE, count_images
+
+    if index_dir is not None and count_images(index_dir):
+        return
+    copies = folder / COPIES_DIR
+    if copies.is_dir() and any(copies.iterdir()):
+        return
+    for name in (INDEX_FILE, INDEX_FILE + "-wal", INDEX_FILE + "-shm"):
+        if index_dir is not None:
+            (index_dir / name).unlink(missing_ok=True)
+    (folder / CONFIG_FILE).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        copies.rmdir()
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # only if nothing else is in it
+    if index_dir is not None and index_dir != folder:
+        shutil.rmtree(index_dir, ignore_errors=True)
 
 
 @app.command("list")
@@ -190,11 +234,13 @@ def list_themes() -> None:
 @app.command("show")
 def show(
     theme: str = THEME_ARG,
-    sheet: Optional[Path] = typer.Option(None, "--sheet", help="Also write a contact sheet (thumbnails) to this PNG."),
+    sheet: Optional[Path] = typer.Option(
+        None, "--sheet", metavar="FILE", help="Also write a contact sheet (thumbnails) to this PNG. " + default("no sheet")
+    ),
 ) -> None:
     """Show a theme's images: sha prefix, file, caption, tags and size.
 
-    Example: ipprompt theme show lighthouse --sheet lighthouse.png
+    Example: ipprompt theme show stories/themes/lighthouse --sheet lighthouse.png
     """
     from ipprompt.theme.library import ThemeLibrary
     from ipprompt.theme.sheet import write_contact_sheet
@@ -229,7 +275,7 @@ def search(
 
     Mode clip (CLIP similarity) when the encoder loads, else lexical (captions, tags, file names).
 
-    Example: ipprompt theme search lighthouse "a girl in a yellow raincoat" -k 5
+    Example: ipprompt theme search stories/themes/lighthouse "a girl in a yellow raincoat" -k 5
     """
     from ipprompt.theme.library import ThemeLibrary
 

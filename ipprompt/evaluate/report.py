@@ -21,6 +21,7 @@ from ipprompt.backends.registry import runs_no_model
 from ipprompt.images import ImageRejected, open_image
 from ipprompt.runfolder.safepath import inside_or_none
 from ipprompt.errors import IppromptError, ModelUnavailable
+from ipprompt.dvp.pruning import search_label
 from ipprompt.evaluate import metrics
 from ipprompt.evaluate.results import DEFAULT_DINO, Cost, PanelEval, RunEval, Summary, save_eval
 from ipprompt.story.schema import DEFAULT_ENCODER
@@ -82,8 +83,14 @@ def _panel_image(run_dir: Path, panel: PanelEntry) -> Image.Image | None:
     path = inside_or_none(run_dir, panel.image) if panel.done else None  # never a file outside the run
     if path is None:
         return None
+    from ipprompt.images import ImageRejected, ImageTooLarge, open_image
+
     try:
         return open_image(path)
+    except ImageTooLarge as refused:  # a decompression bomb is not "missing": say so and stop
+        raise IppromptError(
+            f"Panel {panel.number}: {refused.message}", "Replace or delete that file, then evaluate again."
+        ) from None
     except ImageRejected:
         return None
 
@@ -169,7 +176,7 @@ def evaluate_run(run_dir: str | Path, clip: Any, dino: Any, *, k: int = metrics.
                 preview=runs_no_model(made_with.get("backend")),
                 backend=made_with.get("backend"),
                 method=p.method,
-                search=made_with.get("search"),
+                search=search_label(made_with),
                 fast=made_with.get("fast"),
                 nfe=p.nfe,
                 seconds=p.seconds,
@@ -192,7 +199,7 @@ def evaluate_run(run_dir: str | Path, clip: Any, dino: Any, *, k: int = metrics.
         peak_gpu_bytes=max(peaks) if peaks else None,
         backend=" + ".join(backends) or None,
         methods=list(dict.fromkeys(r.method for r in rows if r.method)),
-        search=manifest.settings.get("search"),
+        search=search_label(manifest.settings),
         fast=manifest.settings.get("fast"),
     )
     if not per_character:

@@ -115,18 +115,13 @@ def panels_of(run_dir: Path, manifest: RunManifest) -> list[PanelArt]:
 
 def open_panel(path: Path | None) -> Image.Image | None:
     """The panel as RGB, or None for a missing, damaged or absurdly large file (drawn as pending)."""
+    from ipprompt.images import ImageRejected, open_image
+
     if path is None:
         return None
     try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                rgba = im.convert("RGBA")
-                flat = Image.new("RGB", rgba.size, PAPER)
-                flat.paste(rgba, mask=rgba.getchannel("A"))
-                return flat
-            return im.convert("RGB")
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return open_image(path)  # the one opening function: size limits before any decode
+    except ImageRejected:
         return None
 
 

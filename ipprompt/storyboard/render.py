@@ -26,6 +26,9 @@ import jinja2
 
 from ipprompt.backends.registry import runs_no_model
 from ipprompt.errors import IppromptError
+from ipprompt.textclean import finalize
+from ipprompt.dvp.pruning import search_label
+from ipprompt.evaluate.deltas import format_delta
 from ipprompt.evaluate.results import eval_for_page
 from ipprompt.storyboard.page import add_pick_views, page_layouts, run_argument
 from ipprompt.runfolder.safepath import inside_or_none
@@ -79,6 +82,7 @@ def make_environment(templates: Path | None = None) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
         autoescape=True,
+        finalize=finalize,  # no NUL or escape sequence from a story reaches the page
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -86,6 +90,8 @@ def make_environment(templates: Path | None = None) -> jinja2.Environment:
     env.filters["score"] = format_score
     env.filters["seconds"] = format_seconds
     env.filters["bytes"] = format_bytes
+    env.filters["delta"] = format_delta  # eval page: "+492.7 s (+38%)", not "+492.736"
+    env.filters["search_label"] = search_label  # "exhaustive" when steps leave no preview point
     return env
 
 
@@ -155,6 +161,8 @@ def _inline_bytes(run_dir: Path, path: Path) -> tuple[str, bytes] | None:
 
     from PIL import Image, UnidentifiedImageError
 
+    from ipprompt.images import ImageRejected, ImageTooLarge, open_image, probe_image, read_image_bytes
+
     try:
         root = run_dir.resolve()
         current = run_dir
@@ -164,22 +172,23 @@ def _inline_bytes(run_dir: Path, path: Path) -> tuple[str, bytes] | None:
                 return None
         if root not in path.resolve(strict=True).parents or not stat.S_ISREG(os.lstat(path).st_mode):
             return None
-        data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as probe:
-            mime = Image.MIME.get(probe.format or "", "")
-    except (OSError, RuntimeError, ValueError, UnidentifiedImageError):
+        data = read_image_bytes(path)
+        fmt = probe_image(data, name=str(path))[0]  # a decompression bomb stops here, by name
+        mime = Image.MIME.get(fmt, "")
+    except ImageTooLarge:
+        raise
+    except (ImageRejected, OSError, RuntimeError, ValueError, UnidentifiedImageError):
         return None
     if not mime.startswith("image/"):
         return None
     if len(data) <= INLINE_MAX_BYTES:
         return mime, data
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im = im.convert("RGB")
-            im.thumbnail((INLINE_MAX_SIDE, INLINE_MAX_SIDE))
-            buf = io.BytesIO()
-            im.save(buf, format="JPEG", quality=88)
-    except (OSError, ValueError, Image.DecompressionBombError):
+        im = open_image(data, name=str(path))
+        im.thumbnail((INLINE_MAX_SIDE, INLINE_MAX_SIDE))
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=88)
+    except (ImageRejected, OSError, ValueError):
         return mime, data
     return "image/jpeg", buf.getvalue()
 

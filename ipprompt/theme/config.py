@@ -43,9 +43,17 @@ def read_config(folder: Path) -> ThemeConfig:
     if not path.is_file():
         return ThemeConfig(name=folder.name)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: a byte-order mark (some Windows editors write one) is accepted, as in stories
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except RecursionError:
+        raise IppromptError(
+            f"{path} nests arrays or tables too deeply to read.",
+            "A theme.toml holds only name, description and encoder strings; fix the file or delete it.",
+        ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise IppromptError(f"{path} is not valid TOML: {exc}", "Fix the file or delete it.") from exc
+    except OSError as exc:
+        raise IppromptError(f"Cannot read {path}: {exc.strerror or exc}.", "Check the file and its permissions.") from None
     unknown = sorted(set(data) - set(_KEYS))
     if unknown:
         raise IppromptError(

@@ -20,6 +20,7 @@ import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from ipprompt.errors import IppromptError
 from ipprompt.theme.folders import unsafe_reason
 from ipprompt.theme.records import Refusal
 
@@ -28,6 +29,12 @@ _GLOB_CHARS = frozenset("*?[")
 LINK_LOOP = "symbolic link loop (it never reaches a file); skipped"
 FOLDER_LOOP = "symbolic link loop (it points back to a folder that contains it); skipped"
 BROKEN_LINK = "broken symbolic link (its target does not exist); skipped"
+
+
+# Files and folders one walk may look at. A theme is a folder of pictures, a few thousand at most;
+# a walk past this many entries was pointed at the wrong folder (a disk, a system folder, a cache)
+# and stops with a message instead of reading for minutes.
+MAX_WALK_ENTRIES = 100_000
 
 
 def is_image_name(path: Path) -> bool:
@@ -77,6 +84,7 @@ def walk_images(
         note(folder, f"cannot read folder ({exc.strerror or exc})")
         return found
     searched: set[tuple[int, int]] = {_folder_key(root_info)}
+    seen = 0
     # Depth-first, folders in name order, each folder's files before its sub-folders.
     stack: list[tuple[Path, frozenset[tuple[int, int]]]] = [(folder, frozenset(searched))]
     while stack:
@@ -88,6 +96,13 @@ def walk_images(
             note(directory, f"cannot read folder ({exc.strerror or exc}); skipped")
             continue
         subfolders: list[tuple[Path, frozenset[tuple[int, int]]]] = []
+        seen += len(entries)
+        if seen > MAX_WALK_ENTRIES:
+            raise IppromptError(
+                f"Stopped reading {folder}: it holds more than {MAX_WALK_ENTRIES:,} files and folders.",
+                "A theme is a folder of pictures (a few thousand at most); point it at the folder that "
+                "holds them, not at a disk, a system folder or a cache.",
+            )
         for entry in entries:
             if entry.name.startswith("."):
                 continue

@@ -6,9 +6,10 @@ and, run as root, leave an index in the root folder. So before anything is read 
 folder is checked, in microseconds: filesystem roots, the home folder itself and well-known system
 folders are refused, and so is a folder ipprompt cannot write (its index could not be kept there).
 
-Policy for a read-only folder of pictures (a mounted archive, ``/usr/share/backgrounds``): refuse
-it with a hint to import it (``theme add NAME FOLDER`` copies the pictures into a theme ipprompt
-owns) rather than keep an index somewhere the user would not look.
+This list is only a fast courtesy for folders that can never be a theme. Whether ipprompt may
+*write* into a theme folder is decided by a rule without gaps (``ipprompt.theme.indexplace``): only
+a folder inside the user's project or ipprompt's own themes folder gets an ``index.sqlite``; any
+other folder, a read-only archive included, is only read and indexed from ipprompt's data folder.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ _CONTAINERS = ("/run", "/run/media", "/home", "/Users", "/mnt", "/media", "/opt"
 
 HINT = (
     "A theme is a folder of your own pictures (e.g. ./refs next to the story) or a name made with "
-    "`ipprompt theme add NAME IMAGES...`; ipprompt keeps its index (index.sqlite) in that folder."
+    "`ipprompt theme add NAME IMAGES...`."
 )
 
 
@@ -53,11 +54,11 @@ def _is_within(path: Path, tree: Path) -> bool:
     return path == tree or tree in path.parents
 
 
-def unsafe_reason(folder: Path, *, writing: bool = True) -> str | None:
+def unsafe_reason(folder: Path, *, writing: bool = False) -> str | None:
     """Why ``folder`` must not be a theme, or None when it may be.
 
-    ``folder`` may not exist yet (``theme add`` creates it): then the nearest existing folder above
-    it must be writable. Only path comparisons and one ``os.access`` call: no folder is listed.
+    With ``writing`` (``theme add`` creating a theme there), the folder, or the nearest existing
+    folder above it when it does not exist yet, must be writable. Only path comparisons and one ``os.access`` call: no folder is listed.
     """
     try:
         resolved = Path(os.path.abspath(folder)).resolve()
@@ -77,13 +78,13 @@ def unsafe_reason(folder: Path, *, writing: bool = True) -> str | None:
         while not existing.exists() and existing.parent != existing:
             existing = existing.parent
         if not os.access(existing, os.W_OK | os.X_OK):
-            return "not writable by you (its index.sqlite could not be kept there)"
+            return "not writable by you (a new theme could not be created there)"
     return None
 
 
-def check_theme_folder(folder: Path) -> None:
+def check_theme_folder(folder: Path, *, writing: bool = False) -> None:
     """Raise ``IppromptError`` (exit 2) when ``folder`` must not be used as a theme folder."""
-    reason = unsafe_reason(folder)
+    reason = unsafe_reason(folder, writing=writing)
     if reason is None:
         return
     hint = HINT

@@ -22,6 +22,8 @@ from ipprompt.errors import IppromptError
 from ipprompt.paths import resolve_theme_path
 from ipprompt.theme.config import CONFIG_FILE, ThemeConfig, read_config, write_config
 from ipprompt.theme.folders import check_theme_folder
+from ipprompt.theme.indexplace import index_folder
+from ipprompt.theme.indexerrors import index_error
 from ipprompt.theme.folder_sync import IGNORED_REMOVED, file_signature, rebuild_copies, sync_folder
 from ipprompt.images import ImageRejected, open_image
 from ipprompt.theme.importer import COPIES_DIR, expand_sources, import_files, to_theme_image
@@ -37,16 +39,13 @@ MIN_SHA_PREFIX = 4
 _HEX = re.compile(r"[0-9a-fA-F]+")
 
 
-def _open_store(folder: Path) -> ThemeStore:
+def _open_store(index_dir: Path) -> ThemeStore:
     try:
-        return ThemeStore.open(folder)
+        return ThemeStore.open(index_dir)
     except sqlite3.DatabaseError as exc:
-        raise IppromptError(
-            f"Cannot open the theme index {folder / 'index.sqlite'}: {exc}.",
-            "If the folder is read-only, copy the theme somewhere writable. If the index is "
-            "damaged, delete index.sqlite: images in the folder are indexed again on the next open "
-            "(captions and tags given with `theme add --caption/--tag` would be lost).",
-        ) from exc
+        raise index_error(exc, index_dir / INDEX_FILE) from exc
+    except OSError as exc:
+        raise index_error(exc, index_dir / INDEX_FILE) from None
 
 
 def is_unstarted_theme(folder: Path) -> bool:
@@ -55,7 +54,9 @@ def is_unstarted_theme(folder: Path) -> bool:
     A folder that already holds files is the user's (a plain folder of images): it is indexed in
     place and gets no ``theme.toml``.
     """
-    return not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))
+    # Hidden entries do not count: the temporary file of a theme.toml being written by another
+    # `theme add` of the same new theme must not make this one take the theme for someone's folder.
+    return not folder.exists() or (folder.is_dir() and not any(not p.name.startswith(".") for p in folder.iterdir()))
 
 
 class ThemeLibrary:
@@ -83,11 +84,13 @@ class ThemeLibrary:
         """
         if folder.exists() and not folder.is_dir():
             raise IppromptError(f"{folder} exists and is not a folder.", "Choose another theme name or path.")
-        check_theme_folder(folder)
-        (folder / COPIES_DIR).mkdir(parents=True, exist_ok=True)
+        check_theme_folder(folder, writing=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        # theme.toml first: the first visible entry marks the folder as ipprompt's (theme/indexplace.py)
         if not (folder / CONFIG_FILE).exists():
             config = ThemeConfig(name=name or folder.name, description=description, encoder=model_key(encoder_id))
             write_config(folder, config)
+        (folder / COPIES_DIR).mkdir(parents=True, exist_ok=True)
         return folder
 
     @classmethod
@@ -109,13 +112,17 @@ class ThemeLibrary:
         """
         folder = resolve_theme_path(str(path_or_name), relative_to, must_exist=not create)
         check_theme_folder(folder)  # before anything is walked or written: never "/" or /etc
+        created = False
         if create and is_unstarted_theme(folder):
             cls.create(folder, encoder_id=encoder.model_id if encoder else DEFAULT_ENCODER)
+            created = True
         if not folder.is_dir():
             raise IppromptError(f"Theme '{path_or_name}' is not a folder: {folder}.")
         config = read_config(folder)
-        index_missing = not (folder / INDEX_FILE).exists()
-        store = _open_store(folder)
+        # a folder ipprompt just made is its own; any other keeps its index where the rule says
+        index_dir = folder if created else index_folder(folder, relative_to)
+        index_missing = not (index_dir / INDEX_FILE).exists()
+        store = _open_store(index_dir)
         try:
             report = sync_folder(store, folder)
             if index_missing:
@@ -147,6 +154,11 @@ class ThemeLibrary:
     def path(self) -> Path:
         """The theme folder."""
         return self._folder
+
+    @property
+    def index_path(self) -> Path:
+        """The theme's ``index.sqlite``: in the folder, or in ipprompt's data folder (indexplace)."""
+        return self._store.path
 
     @property
     def name(self) -> str:
@@ -287,6 +299,12 @@ class ThemeLibrary:
         progress: EncodeProgress | None = None,
     ) -> ImportReport:
         """Import files, folders (recursive) and globs; encode the new images if an encoder is set."""
+        if self._store.path.parent != self._folder:
+            raise IppromptError(
+                f"ipprompt writes nothing into {self._folder}: it is not inside your project folder "
+                "(its index is kept in ipprompt's data folder).",
+                f"Add the pictures to a named theme instead: ipprompt theme add NAME {self._folder}",
+            )
         files, missing = expand_sources(sources)
         for refusal in missing:
             if on_refused is not None:

@@ -30,6 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ipprompt.errors import IppromptError
+from ipprompt.theme.indexerrors import IndexConnection
+
 INDEX_FILE = "index.sqlite"
 BUSY_TIMEOUT_S = 30.0
 SCHEMA_VERSION = "1"
@@ -112,6 +115,9 @@ class ThemeStore:
     def open(cls, folder: Path) -> ThemeStore:
         """Open (creating if needed) ``folder/index.sqlite`` in WAL mode with a 30 s busy timeout.
 
+        ``folder`` is where the index lives: the theme folder itself, or for a folder that is not
+        the user's, its place in ipprompt's data folder (``ipprompt.theme.indexplace``).
+
         SQLite does not call the busy handler everywhere: several processes creating the same
         index at once (the WAL switch, the first schema write) can get "database is locked" at
         once. Those openers retry with a short back-off until the busy timeout is spent.
@@ -130,8 +136,10 @@ class ThemeStore:
 
     @classmethod
     def _open_once(cls, folder: Path) -> ThemeStore:
+        folder.mkdir(parents=True, exist_ok=True)  # the data-folder place may not exist yet
         path = folder / INDEX_FILE
-        db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, factory=IndexConnection)
+        db.index_path = path
         try:
             db.row_factory = sqlite3.Row
             db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
@@ -171,7 +179,8 @@ class ThemeStore:
         try:
             yield self._db
         except BaseException:
-            self._db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error, IppromptError):  # SQLite may have rolled back already (full disk)
+                self._db.execute("ROLLBACK")
             raise
         else:
             self._db.execute("COMMIT")
