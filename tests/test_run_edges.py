@@ -44,6 +44,8 @@ def test_kept_panels_show_edited_captions_and_names(example_copy: Path, tmp_path
 
 
 def test_ctrl_c_says_how_to_resume(example_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import ipprompt.backends.factory
+    import ipprompt.pipeline.execute
     import ipprompt.pipeline.runners.local
 
     def interrupted(self, jobs, force=False, remake_picked=False):  # type: ignore[no-untyped-def]
@@ -58,12 +60,14 @@ def test_ctrl_c_says_how_to_resume(example_copy: Path, tmp_path: Path, capsys: p
 def test_interrupted_regeneration_leaves_a_pending_panel(example_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "run"
     run_story(example_copy, out=out, panels="1", backend="preview", candidates=2, rounds=0)
+    import ipprompt.backends.factory
+    import ipprompt.pipeline.execute
     import ipprompt.pipeline.runners.local
 
     def boom(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ipprompt.pipeline.runners.local, "execute", boom)
+    monkeypatch.setattr(ipprompt.pipeline.execute, "execute", boom)
     with pytest.raises(KeyboardInterrupt):
         run_story(example_copy, out=out, panels="1", backend="preview", candidates=2, rounds=0, force=True)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -78,13 +82,15 @@ def test_out_of_memory_is_a_clear_error(
     import torch
 
     import ipprompt.dvp.search
+    import ipprompt.backends.factory
+    import ipprompt.pipeline.execute
     import ipprompt.pipeline.runners.local
 
     def oom(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     if where == "load":
-        monkeypatch.setattr(ipprompt.pipeline.runners.local, "create_backend", oom)
+        monkeypatch.setattr(ipprompt.backends.factory, "create_backend", oom)
     else:
         monkeypatch.setattr(ipprompt.dvp.search.CandidateSearch, "run", oom)
     result = run_cli(capsys, "story", "run", str(example_copy), "--backend", "preview", "--panels", "1", "--out", str(tmp_path / "r"))

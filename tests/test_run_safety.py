@@ -20,6 +20,8 @@ QUICK = {"backend": "preview", "tile": 256, "candidates": 2, "rounds": 0}
 
 
 def test_interrupted_first_panel_resumes(example_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import ipprompt.backends.factory
+    import ipprompt.pipeline.execute
     import ipprompt.pipeline.runners.local
 
     out = tmp_path / "run"
@@ -28,7 +30,7 @@ def test_interrupted_first_panel_resumes(example_copy: Path, tmp_path: Path, mon
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr(ipprompt.pipeline.runners.local, "execute", interrupted)
+        m.setattr(ipprompt.pipeline.execute, "execute", interrupted)
         r = run_cli(capsys, "story", "run", str(example_copy), "--out", str(out), "--panels", "1-2", "--backend", "preview", "--tile", "256")
     assert r.exit_code == 130
     manifest = json.loads((out / "manifest.json").read_text())  # the run said what it is before panel 1
@@ -168,6 +170,8 @@ def test_cleanup_spares_a_foreign_folder_and_a_live_neighbour(example_copy: Path
 
 
 def test_an_interrupted_reroll_keeps_its_new_seed(example_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ipprompt.backends.factory
+    import ipprompt.pipeline.execute
     import ipprompt.pipeline.runners.local
 
     out = tmp_path / "run"
@@ -179,7 +183,7 @@ def test_an_interrupted_reroll_keeps_its_new_seed(example_copy: Path, tmp_path: 
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr(ipprompt.pipeline.runners.local, "execute", interrupted)
+        m.setattr(ipprompt.pipeline.execute, "execute", interrupted)
         with pytest.raises(KeyboardInterrupt):
             run_story(example_copy, out=out, panels="3", reroll=True, **QUICK)
     plain = run_story(example_copy, out=out, panels="3", **QUICK).manifest.panel(3)

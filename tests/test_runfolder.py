@@ -52,7 +52,7 @@ class SeedPreview(PreviewBackend):
         self.gate = gate
         self.seeds: list[int] = []
 
-    def start(self, job):  # type: ignore[no-untyped-def]
+    def start(self, job, on_step=None):  # type: ignore[no-untyped-def]
         if self.gate is not None:
             assert self.gate.wait(120)
         handle = super().start(job)

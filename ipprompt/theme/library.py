@@ -9,7 +9,6 @@ embeddings are computed once per (image, encoder) and then only read.
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from ipprompt.theme.folder_sync import IGNORED_REMOVED, file_signature, rebuild_
 from ipprompt.images import ImageRejected, open_image
 from ipprompt.theme.importer import COPIES_DIR, expand_sources, import_files, to_theme_image
 from ipprompt.theme.lexical import LexicalIndex, image_document
+from ipprompt.theme.lookup import find_image
 from ipprompt.theme.ranking import rank_matches
 from ipprompt.theme.records import ElementMatch, ImportReport, Match, Refusal, SyncReport, ThemeImage
 from ipprompt.theme.store import INDEX_FILE, ThemeStore
@@ -35,8 +35,6 @@ from ipprompt.theme.store import INDEX_FILE, ThemeStore
 # (images just finished, total images to encode): enough to drive any progress bar.
 EncodeProgress = Callable[[int, int], None]
 ENCODE_BATCH = 32
-MIN_SHA_PREFIX = 4
-_HEX = re.compile(r"[0-9a-fA-F]+")
 
 
 def _open_store(index_dir: Path) -> ThemeStore:
@@ -318,37 +316,8 @@ class ThemeLibrary:
         return report
 
     def find(self, ref: str) -> ThemeImage:
-        """An image by file name (as stored, or its original name) or by a unique sha prefix (4+).
-
-        Raises ``IppromptError`` naming the candidates when the reference is ambiguous.
-        """
-        ref = ref.strip()
-        by_name = [
-            image
-            for image in self._images
-            if ref in (image.file_name, Path(image.file_name).name, Path(image.original_path).name)
-        ]
-        if len(by_name) == 1:
-            return by_name[0]
-        if not by_name and _HEX.fullmatch(ref):
-            if len(ref) < MIN_SHA_PREFIX:
-                raise IppromptError(
-                    f"'{ref}' is too short to identify an image.",
-                    f"Give at least {MIN_SHA_PREFIX} characters of the sha256 (see `ipprompt theme show`).",
-                )
-            by_name = [image for image in self._images if image.sha256.startswith(ref.lower())]
-            if len(by_name) == 1:
-                return by_name[0]
-        if not by_name:
-            raise IppromptError(
-                f"No image '{ref}' in theme '{self.name}'.",
-                "Use a file name or a sha256 prefix shown by `ipprompt theme show " + self.name + "`.",
-            )
-        listed = ", ".join(f"{i.short_sha} ({i.file_name})" for i in by_name[:6])
-        raise IppromptError(
-            f"'{ref}' matches {len(by_name)} images in theme '{self.name}': {listed}.",
-            "Give a longer sha256 prefix.",
-        )
+        """An image by file name (as stored, or its original name) or by a unique sha prefix (4+)."""
+        return find_image(self._images, ref, self.name)
 
     def remove(self, images: Sequence[ThemeImage]) -> list[ThemeImage]:
         """Remove images from the index; delete the file only when it is a copy in ``images/``.
