@@ -5,36 +5,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from rich.markup import escape
 
 from ipprompt.cli.console import console, fail
+from ipprompt.cli.helptext import default
+from ipprompt.cli.settings_options import with_settings_options
 from ipprompt.errors import IppromptError
 
 
+@with_settings_options
 def calibrate_command(
     story_path: Path = typer.Argument(..., metavar="STORY", help="The story's .toml file."),
-    panels: Optional[str] = typer.Option(None, help="Panels to trace, e.g. 1-2 (default: all; every arrangement runs every step)."),
-    model: Optional[str] = typer.Option(None, help="FLUX Fill model: hub id or local folder."),
-    encoder: Optional[str] = typer.Option(None, help="CLIP model that scores previews and panels."),
-    steps: Optional[int] = typer.Option(None, help="Denoising steps (a profile holds for this count only)."),
-    budget: Optional[str] = typer.Option(None, help="fast, balanced or thorough: the step count of that budget, unless --steps."),
-    candidates: Optional[int] = typer.Option(None, help="Arrangements traced per panel (first round)."),
-    tile: Optional[int] = typer.Option(None, help="Pixels per grid cell (a profile holds for this canvas only)."),
-    grid: Optional[int] = typer.Option(None, help="Cells per side: 2 or 3."),
-    seed: Optional[int] = typer.Option(None, help="Base seed."),
-    fast: Optional[bool] = typer.Option(None, "--fast/--no-fast", help="Calibrate --fast (its LoRA, 8 steps)."),
-    lora: Optional[List[str]] = typer.Option(None, "--lora", help="LoRA to fuse (repeatable; part of the profile's key)."),
-    cache: Optional[str] = typer.Option(None, help="none or fbcache[:THRESHOLD], as the runs you calibrate for."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    offload: str = typer.Option("none", help="none, model or sequential."),
-    quantize: str = typer.Option("none", help="none, fp8 or nf4."),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the transformer blocks."),
-    attention: str = typer.Option("native", help="Attention kernel."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Where to write the HTML report (default: beside the profile)."),
+    panels: Optional[str] = typer.Option(None, metavar="LIST", help="Panels to trace, e.g. 1-2; every arrangement runs every step. " + default("all")),
+    report: Optional[Path] = typer.Option(None, "--report", metavar="FILE", help="Where to write the HTML report. " + default("beside the profile")),
     as_json: bool = typer.Option(False, "--json", help="Print the measurements as JSON (spearman, top1, top2, regret per σ)."),
+    settings: dict = {},
 ) -> None:
     """Run every arrangement of some panels to the end and measure, per noise level σ, how well
     previews rank candidates as their finished panels do.
@@ -48,19 +36,13 @@ def calibrate_command(
       ipprompt calibrate stories/lighthouse.toml --panels 1-2
     """
     from ipprompt.atomic import atomic_write_text
-    from ipprompt.backends.factory import MachineOptions
     from ipprompt.pipeline.calibrate import calibrate
     from ipprompt.pipeline.calibration_report import report_html, report_json
     from ipprompt.progress import RichProgress
 
-    overrides = dict(
-        model=model, encoder=encoder, steps=steps, budget=budget, candidates=candidates, tile=tile, grid=grid, seed=seed,
-        fast=fast, loras=list(lora) if lora else None, cache=cache,
-    )
     progress = RichProgress()
     try:
-        machine = MachineOptions(device=device, offload=offload, quantize=quantize, compile=compile, attention=attention)
-        result = calibrate(story_path, panels=panels, progress=progress, machine=machine, **overrides)
+        result = calibrate(story_path, panels=panels, progress=progress, **settings)
     except IppromptError as error:
         progress.close()
         raise fail(error)

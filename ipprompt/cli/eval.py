@@ -164,8 +164,8 @@ def _write_html(path: Path, doc: dict[str, Any]) -> None:
 
 def eval_command(
     runs: list[Path] = typer.Argument(..., metavar="RUN...", help="Finished run folders (each holds manifest.json)."),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help="CLIP model for CLIP-T and CLIP-I: hub id or local folder (default the one the (first) run was made with)."),
-    dino: Optional[str] = typer.Option(None, "--dino", help=f"DINOv2 model for character consistency: hub id or local folder (default {DEFAULT_DINO}; skipped when not on this machine)."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", metavar="ID", help="CLIP model for CLIP-T and CLIP-I: hub id or local folder. " + default("the run's own")),
+    dino: Optional[str] = typer.Option(None, "--dino", metavar="ID", help="DINOv2 model for character consistency: hub id or local folder. " + default(f"{DEFAULT_DINO} if on this machine, else none")),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document (all runs, every metric, deltas) to stdout."),
     html: Optional[Path] = typer.Option(None, "--html", metavar="FILE", help="Also write the report as an HTML page. " + default("no page")),
     save: bool = typer.Option(True, "--save/--no-save", help="Store results in each run's eval.json and refresh its storyboard."),

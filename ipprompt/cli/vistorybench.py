@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ipprompt.cli.console import console, err_console, fail
+from ipprompt.cli.helptext import default
 from ipprompt.cli.settings_options import with_settings_options
 from ipprompt.errors import IppromptError
 
@@ -93,12 +94,12 @@ def import_command(
 
 @app.command("export")
 def export_command(
-    runs: List[Path] = typer.Argument(..., metavar="RUN_DIR...", help="Run folders of imported stories."),
+    runs: List[Path] = typer.Argument(..., metavar="RUN...", help="Run folders of imported stories."),
     out: Path = typer.Option(..., "--out", "-o", help="The outputs root (the benchmark's data/outputs)."),
     method: str = typer.Option("ipprompt", help="Method folder name (bench_run.py --method)."),
     mode: str = typer.Option("base", help="Mode folder name (bench_run.py --mode)."),
-    language: Optional[str] = typer.Option(None, help="en or ch (default: the language the stories were imported in)."),
-    timestamp: Optional[str] = typer.Option(None, help="YYYYMMDD_HHMMSS (default: now, UTC)."),
+    language: Optional[str] = typer.Option(None, help="en or ch. " + default("the language the stories were imported in")),
+    timestamp: Optional[str] = typer.Option(None, help="YYYYMMDD_HHMMSS. " + default("now, UTC")),
     partial: bool = typer.Option(False, "--partial", help="Export the finished shots of unfinished runs too (and name the missing ones)."),
 ) -> None:
     """Write finished runs in the layout the benchmark's reader scores:
@@ -120,14 +121,14 @@ def export_command(
 def run_command(
     dataset: Path = typer.Argument(..., metavar="DATASET_DIR", help="The folder holding 01/, 02/, ... (data/dataset/ViStory)."),
     work: Path = typer.Option(Path("vistorybench-work"), "--work", help="Stories and run folders (resumable)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="The outputs root (default: WORK/outputs)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="The outputs root. " + default("WORK/outputs")),
     stories: str = typer.Option("lite", help=STORIES_HELP),
     language: str = typer.Option("en", help=LANGUAGE_HELP),
     method_name: str = typer.Option("ipprompt", "--method-name", help="Method folder name in the outputs (bench_run.py --method)."),
     mode_name: str = typer.Option("base", "--mode-name", help="Mode folder name in the outputs (bench_run.py --mode)."),
-    timestamp: Optional[str] = typer.Option(None, help="YYYYMMDD_HHMMSS (default: the one this work folder used before, else now)."),
-    ray: Optional[str] = typer.Option(None, "--ray", metavar="auto|local|ADDRESS", help="Spread each story's panels over Ray workers."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="With --ray: at most N workers."),
+    timestamp: Optional[str] = typer.Option(None, help="YYYYMMDD_HHMMSS. " + default("this work folder's, else now")),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="auto|local|ADDRESS", help="Spread each story's panels over Ray workers. " + default("no Ray")),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="With --ray: at most N workers. " + default("one per GPU")),
     force: bool = typer.Option(False, "--force", help="Regenerate panels even when nothing changed."),
     settings: dict = {},
 ) -> None:

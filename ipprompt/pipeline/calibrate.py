@@ -25,10 +25,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ipprompt.backends.factory import MachineOptions, create_backend, planned_dtype
+from ipprompt.backends.factory import create_backend, planned_dtype
 from ipprompt.dvp.grid import GridSpec
 from ipprompt.dvp.profiles import AgreementRow, Profile, profile_path, save_profile, settings_profile_key
 from ipprompt.dvp.rungs import schedule_sigmas
+from ipprompt.dvp.scoring import Scorer
 from ipprompt.dvp.search import CandidateSearch, _unique
 from ipprompt.errors import IppromptError
 from ipprompt.pipeline.execute import grid_spec, out_of_memory_is_a_user_error, panel_prompt, search_settings
@@ -94,24 +95,25 @@ def calibrate(
     *,
     panels: str | list[int] | None = None,
     progress: RunProgress | None = None,
-    machine: MachineOptions | None = None,
     backend_instance: Any | None = None,
     encoder_instance: Any | None = None,
-    **overrides: Any,
+    **options: Any,
 ) -> CalibrationResult:
     """Trace every first-round arrangement of the selected panels and write one profile per canvas."""
     from ipprompt.backends.factory import create_encoder
     from ipprompt.pipeline.plan import plan_panels
     from ipprompt.pipeline.run import open_theme, preflight
-    from ipprompt.pipeline.runners.local import make_scorer
+    from ipprompt.backends.registry import backend_spec
+    from ipprompt.pipeline.core import ReferenceEmbeddings, theme_embeddings
 
     progress = progress or SilentProgress()
-    machine = machine or MachineOptions()
-    story, settings, numbers = preflight(story_path, panels, overrides, machine, check_machine=backend_instance is None)
-    if settings.backend == "preview":
+    pre = preflight(story_path, panels, options, check_machine=backend_instance is None)
+    story, settings, numbers = pre.story, pre.settings, pre.numbers
+    machine = settings.machine
+    if not backend_spec(settings.backend).denoises:
         raise IppromptError("Calibration needs a generator: the preview backend makes no previews to compare.", "Use --backend flux-fill.")
     started = time.perf_counter()
-    encoder = encoder_instance if encoder_instance is not None else create_encoder(settings, progress.note, machine.device)
+    encoder = encoder_instance if encoder_instance is not None else create_encoder(settings, progress.note)
     if encoder is None:
         raise IppromptError(
             f"Calibration scores previews with CLIP, and the CLIP model '{settings.encoder}' could not be loaded.",
@@ -122,8 +124,11 @@ def calibrate(
     # Without continuity images (no run folder): each panel is traced on its own references.
     jobs = [j.with_previous(None) for j in plan_panels(story, settings, library, numbers, machine_key=machine_key)]
     with out_of_memory_is_a_user_error("loading the model"):
-        backend = backend_instance if backend_instance is not None else create_backend(settings, machine, progress.note)
-    scorer = make_scorer(encoder, library)
+        backend = backend_instance if backend_instance is not None else create_backend(settings, progress.note)
+    references = ReferenceEmbeddings(encoder)  # as a run scores: the theme's cached embeddings
+    for job in jobs:
+        references.update(theme_embeddings(library, job))
+    scorer = Scorer(encoder, references)
     search_s = search_settings(settings)
     traces: list[PanelTrace] = []
     grids: dict[tuple[int, int], dict[int, float]] = {}
