@@ -12,6 +12,7 @@ import typer
 
 from ipprompt.cli import doctor, story, theme
 from ipprompt.cli import eval as eval_cli
+from ipprompt.cli import studio as studio_cli
 from ipprompt.cli.console import run_cli_errors
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ app.add_typer(story.app, name="story")
 app.add_typer(theme.app, name="theme")
 app.command("doctor")(doctor.doctor)
 app.command("eval")(eval_cli.eval_command)
+app.command("studio")(studio_cli.studio)
 
 
 def main() -> None:
