@@ -321,7 +321,7 @@ class RunFolder:
                     chosen=c.index == search.chosen,
                 )
             )
-        atomic_save_image(self.panel_image(n), search.image)
+        self._replace_panel_image(n, search.image, job.key)
         entry = pending_entry(n, job.overlay).model_copy(
             update=dict(
                 status="done",
@@ -355,6 +355,18 @@ class RunFolder:
         self.write_record(entry)
         self.update(lambda m: m.set_panel(entry))
         return entry
+
+    def _replace_panel_image(self, number: int, image: "Image.Image", key: str | None) -> None:
+        """Write the panel image under the lock; an image found here was committed since ``begin_panel``
+        by another process making the same panel (a studio reroll beside a ``story run``): to history."""
+        path = self.panel_image(number)
+        with self.lock():
+            if path.is_file():
+                stem = f"{key or 'panel'}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}"
+                history = self.history_path(number, stem)
+                history.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, history)
+            atomic_save_image(path, image)
 
     @staticmethod
     def _save_grid(pdir: Path, index: int, canvas: "Image.Image", *, chosen: bool) -> Path:
