@@ -273,9 +273,7 @@ def test_a_story_gives_its_run_folder_created_if_new(example_copy: Path, tmp_pat
         m = manifest(run_dir)
         assert len(m["panels"]) == 10 and all(p["status"] == "pending" for p in m["panels"])
         assert m["panels"][1]["caption"] == "The old lighthouse stood dark. Its lamp had gone out."
-        s.run()
-        assert s.queue.wait_idle(120)
-        assert all(p["status"] == "done" for p in manifest(run_dir)["panels"])
+        assert m["story"]["path"] == str(example_copy)  # so `story run` of this story accepts the folder
     finally:
         s.close()
 
