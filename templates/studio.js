@@ -36,7 +36,23 @@ function openPanels() {
   return Array.from(document.querySelectorAll("details.panel-inspector[open]")).map((d) => d.id);
 }
 
-async function refresh() {
+// One refresh at a time, in order: a refresh asked for meanwhile runs once more after it, so an
+// older page never lands over a newer one.
+let refreshing = null;
+let again = false;
+function refresh() {
+  if (refreshing) { again = true; return refreshing; }
+  refreshing = (async () => {
+    try {
+      do { again = false; await refreshOnce(); } while (again);
+    } finally {
+      refreshing = null;
+    }
+  })();
+  return refreshing;
+}
+
+async function refreshOnce() {
   const open = openPanels();
   const response = await fetch(location.pathname, {credentials: "same-origin", cache: "no-store"});
   if (!response.ok) return;
