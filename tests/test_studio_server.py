@@ -325,3 +325,47 @@ def test_cli_prints_a_tokened_url_and_serves_the_page(run_dir: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_a_running_job_stops_at_its_next_report_when_cancelled(tmp_path: Path) -> None:
+    from ipprompt.studio.events import EventHub
+    from ipprompt.studio.jobs import JobQueue
+
+    hub = EventHub()
+    queue = JobQueue(hub, tmp_path)
+    started, reports = [], []
+
+    def work(progress, device):  # type: ignore[no-untyped-def]
+        progress.start_run(1)
+        started.append(device)
+        while len(reports) < 10_000:
+            reports.append(1)
+            progress.step()
+            time.sleep(0.001)
+        return "never cancelled"
+
+    try:
+        job = queue.submit("run", "a long run", work)
+        deadline = time.monotonic() + 30
+        while not started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert queue.get(job.id).state == "running"  # type: ignore[union-attr]
+        queue.cancel(job.id)
+        assert queue.wait_idle(30)
+        assert job.state == "cancelled" and len(reports) < 10_000
+        assert [e[2]["state"] for e in hub.since(0) if e[1] == "job"][-1] == "cancelled"
+    finally:
+        queue.close()
+
+
+def test_without_run_options_a_run_folder_keeps_its_own_settings(run_dir: Path, example_copy: Path) -> None:
+    """`ipprompt studio runs/x` passes no model options: a preview run is rerolled as a preview."""
+    s = Studio(run_dir, example_copy)
+    try:
+        job = s.reroll(1).job
+        assert job is not None and s.queue.wait_idle(120)
+        assert job.state == "done", job.message
+        p = panel(run_dir, 1)
+        assert p["reroll"] == 1 and p["settings"]["backend"] == "preview" and p["settings"]["tile"] == OPTIONS["tile"]
+    finally:
+        s.close()
