@@ -274,6 +274,10 @@ def test_a_story_gives_its_run_folder_created_if_new(example_copy: Path, tmp_pat
         assert len(m["panels"]) == 10 and all(p["status"] == "pending" for p in m["panels"])
         assert m["panels"][1]["caption"] == "The old lighthouse stood dark. Its lamp had gone out."
         assert m["story"]["path"] == str(example_copy)  # so `story run` of this story accepts the folder
+        job = s.reroll(4).job  # a panel never made is made, not rerolled
+        assert job is not None and job.kind == "run" and s.queue.wait_idle(120) and job.state == "done", job and job.message
+        assert panel(run_dir, 4)["status"] == "done" and panel(run_dir, 4)["reroll"] == 0
+        assert panel(run_dir, 3)["status"] == "pending"
     finally:
         s.close()
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from ipprompt.errors import IppromptError
 from ipprompt.runfolder import picks
-from ipprompt.runfolder.manifest import MANIFEST, read_manifest
+from ipprompt.runfolder.manifest import MANIFEST, PanelEntry, read_manifest
 from ipprompt.runfolder.storytext import refresh_story_text
 from ipprompt.story.editing import PanelText, edit_panel_text
 from ipprompt.story.loading import Story, load_story
@@ -134,7 +134,11 @@ class Studio:
         return self.queue.submit(kind, label, work)
 
     def reroll(self, panel: int) -> Outcome:
-        self._check_panel(panel)
+        """A fresh take of a made panel (``--reroll``); a panel not made yet is simply made."""
+        entry = self._check_panel(panel)
+        if not entry.done:
+            job = self._queue_run("run", f"make panel {panel}", [panel])
+            return Outcome(f"Panel {panel} is queued to be made (job {job.id}).", job)
         job = self._queue_run("reroll", f"reroll panel {panel}", [panel], reroll=True)
         return Outcome(f"Panel {panel} is queued for a fresh take (job {job.id}).", job)
 
@@ -175,10 +179,12 @@ class Studio:
             return target.read_bytes(), name, EXPORTS[kind]
 
     # ------------------------------------------------------------------ helpers
-    def _check_panel(self, panel: int) -> None:
-        total = len(read_manifest(self.root).panels)
-        if not 1 <= panel <= total:
-            raise IppromptError(f"{self.root} has no panel {panel}.", f"Its panels are numbered 1-{total}.")
+    def _check_panel(self, panel: int) -> PanelEntry:
+        manifest = read_manifest(self.root)
+        entry = manifest.panel(panel)
+        if entry is None:
+            raise IppromptError(f"{self.root} has no panel {panel}.", f"Its panels are numbered 1-{len(manifest.panels)}.")
+        return entry
 
     def close(self) -> None:
         self.queue.close()
