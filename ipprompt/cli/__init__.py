@@ -13,6 +13,7 @@ import typer
 from ipprompt.cli import doctor, story, theme, vistorybench
 from ipprompt.cli import calibrate as calibrate_cli
 from ipprompt.cli import eval as eval_cli
+from ipprompt.cli import studio as studio_cli
 from ipprompt.cli.console import run_cli_errors
 
 app = typer.Typer(
@@ -34,6 +35,7 @@ app.add_typer(vistorybench.app, name="vistorybench")
 app.command("doctor")(doctor.doctor)
 app.command("eval")(eval_cli.eval_command)
 app.command("calibrate")(calibrate_cli.calibrate_command)
+app.command("studio")(studio_cli.studio)
 
 
 def main() -> None:
