@@ -92,6 +92,9 @@ def decide(folder: RunFolder, manifest: RunManifest, job: PanelJob, *, force: bo
     """What this run does with one panel (``force``: make it whatever it holds)."""
     job = resolve_continuity(job, folder, manifest)
     old = adopt_record(folder, manifest, job)
+    if old is not None and old.done and old.reroll > job.reroll and folder.has_files(old):
+        # Another process rerolled this panel after this run planned it: its newer take stays.
+        return Decision(Action.KEEP, job, old)
     if force or old is None or not old.done or not folder.has_files(old):
         return Decision(Action.MAKE, job, old)
     if old.key == job.key:
