@@ -7,13 +7,26 @@ pass nothing (silent) or their own object.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
-from ipprompt.terminal import SafeConsole, strip_controls
+from ipprompt.story.textclean import strip_controls
+
+
+class SafeConsole(Console):
+    """A rich Console that never writes a control character it was given in a string.
+
+    Every string rich prints (arguments to ``print``, table cells and titles) becomes ``Text``
+    through ``render_str``; cleaning it there covers them all, while rich's own styling codes,
+    added later, are untouched.
+    """
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:  # type: ignore[override]
+        return super().render_str(strip_controls(text), **kwargs)
 
 
 @dataclass(frozen=True)

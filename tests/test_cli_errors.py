@@ -108,7 +108,7 @@ def test_usage_errors_exit_2_with_oldest_declared_typer_and_click(oldest_cli: Pa
     assert helped.returncode == 0, helped.stderr
     assert "…" not in helped.stdout and "[default: None]" not in helped.stdout and "\\[" not in helped.stdout
     wide = _run(["story", "run", "--help"], pythonpath=oldest_cli, columns=250)
-    assert "[default: the story's, else 50]" in wide.stdout, wide.stdout
+    assert "[default: as remembered, else the story's, else 28]" in wide.stdout, wide.stdout
 
 
 def test_user_error_in_process_is_a_message(capsys: pytest.CaptureFixture[str]) -> None:

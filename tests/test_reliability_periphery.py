@@ -107,7 +107,7 @@ def test_os_errors_we_cannot_explain_keep_their_traceback() -> None:
     """The safety net names the user's disk problems only; anything else is a bug and stays loud."""
     import errno
 
-    from ipprompt.oserrors import classify
+    from ipprompt.errors import classify
 
     assert classify(OSError(errno.EIO, "I/O error", "/nonexistent/x")) is None
     full = classify(OSError(errno.ENOSPC, "No space left on device", "/tmp/x"))
@@ -184,7 +184,7 @@ def test_escape_sequences_in_story_text_never_reach_the_terminal_or_the_page(
 def test_strip_controls_keeps_text_tabs_and_newlines() -> None:
     from markupsafe import Markup
 
-    from ipprompt.textclean import strip_controls
+    from ipprompt.story.textclean import strip_controls
 
     assert strip_controls("a\tb\nc é 漢") == "a\tb\nc é 漢"
     assert strip_controls("x\x1b[2Jy\r\n") == "x\ufffd[2Jy\n"
@@ -221,12 +221,13 @@ def test_doctor_names_the_compute_dtype_this_machine_uses(capsys: pytest.Capture
         assert "float32 compute" in line and "bf16" not in line and "model's dtype" not in line
 
 
-def test_steps_below_the_preview_step_are_called_exhaustive_everywhere(
+def test_steps_that_leave_no_rung_are_called_exhaustive_everywhere(
     capsys: pytest.CaptureFixture[str], example_copy: Path, tiny_clip_dir: Path, tiny_dino_dir: Path
 ) -> None:
     from ipprompt.evaluate.report import evaluate_run, load_eval_encoders
 
-    args = ["--backend", "preview", "--panels", "1", "--tile", "256", "--steps", "4", "--preview-step", "6"]
+    # At 2 steps no prediction before the last step reaches σ 0.95: no rung, every candidate finishes.
+    args = ["--backend", "preview", "--panels", "1", "--tile", "256", "--steps", "2"]
     out = example_copy.parent / "run"
     dry = run_cli(capsys, "story", "run", str(example_copy), *args, "--dry-run")
     assert dry.exit_code == 0 and "exhaustive search" in " ".join(dry.stdout.split()), dry.output
@@ -245,7 +246,10 @@ def test_search_label_keeps_real_pruning_and_old_manifests() -> None:
     assert search_label({"search": "pruned", "steps": 50, "preview_step": 6}) == "pruned"
     assert search_label({"search": "pruned", "steps": 6, "preview_step": 6}) == "exhaustive"
     assert search_label({"search": "exhaustive", "steps": 50, "preview_step": 6}) == "exhaustive"
-    assert search_label({"search": "pruned"}) == "pruned"  # an older manifest without the numbers
+    assert search_label({"search": "pruned"}) == "pruned"  # nothing made yet: the settings as they are
+    assert search_label({"search": "pruned", "steps": 28}, [{"step": 8}]) == "pruned"
+    assert search_label({"search": "pruned", "steps": 2}, []) == "exhaustive"
+    assert search_label({"search": "exhaustive", "steps": 28}, []) == "exhaustive"
 
 
 def test_deltas_have_units_and_sane_precision() -> None:
@@ -267,9 +271,10 @@ def test_eval_page_prints_deltas_with_units(capsys: pytest.CaptureFixture[str], 
     a, b = tmp_path / "a", tmp_path / "b"
     shutil.copytree(small_run, a)
     shutil.copytree(small_run, b)
-    manifest = json.loads((b / "manifest.json").read_text(encoding="utf-8"))
-    manifest["panels"][0]["seconds"] += 492.736
-    (b / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    record = b / "panels" / "01" / "panel.json"  # a panel's own record is what the run folder reads
+    panel = json.loads(record.read_text(encoding="utf-8"))
+    panel["seconds"] += 492.736
+    record.write_text(json.dumps(panel), encoding="utf-8")
     page = tmp_path / "compare.html"
     result = run_cli(capsys, "eval", str(a), str(b), "--encoder", str(tiny_clip_dir), "--dino", str(tiny_dino_dir),
                      "--html", str(page), "--no-save")

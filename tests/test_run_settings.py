@@ -12,13 +12,14 @@ import pytest
 from cli_helpers import run_cli
 from ipprompt.runfolder.manifest import read_manifest
 
-# Tiny models, two panels, a preview point before the last step so that candidates are pruned.
+# Tiny models, two panels, a rung before the last step (σ 0.95 is reached at step 2 of 3 on a
+# 768 px canvas) that finishes one candidate, so that the other is pruned.
 PANELS = "1-2"
 
 
 def _tiny(flux: Path, clip: Path) -> list[str]:
-    return ["--model", str(flux), "--encoder", str(clip), "--steps", "2", "--tile", "256", "--candidates", "2",
-            "--rounds", "0", "--preview-step", "1", "--panels", PANELS]
+    return ["--model", str(flux), "--encoder", str(clip), "--steps", "3", "--tile", "256", "--candidates", "2",
+            "--rounds", "0", "--rungs", "0.95", "--finish", "1", "--panels", PANELS]
 
 
 def _digests(run: Path) -> dict[str, str]:
@@ -42,7 +43,7 @@ def test_a_pick_is_finished_by_a_run_with_no_model_options(made_run: tuple[Path,
     story, run = made_run
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     manifest = read_manifest(run)
-    assert manifest.options["model"] and manifest.options["steps"] == 2, "the run folder records the options given"
+    assert manifest.options["model"] and manifest.options["steps"] == 3, "the run folder records the options given"
     panel = manifest.panel(1)
     assert panel is not None
     pruned = next(c for c in panel.candidates if c.pruned)
@@ -70,14 +71,14 @@ def test_a_differing_option_keeps_picked_panels_and_loses_nothing(made_run: tupl
     picked_bytes = (run / "panels" / "02.png").read_bytes()
     replaced = (run / "panels" / "01.png").read_bytes()
 
-    result = run_cli(capsys, "story", "run", str(story), "--out", str(run), "--panels", PANELS, "--steps", "3")
+    result = run_cli(capsys, "story", "run", str(story), "--out", str(run), "--panels", PANELS, "--steps", "4")
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    assert "--steps 3 differs from this run's 2" in text and "--remake-picked" in text and "picked panels 2 stay" in text
+    assert "--steps 4 differs from this run's 3" in text and "--remake-picked" in text and "picked panels 2 stay" in text
     assert (run / "panels" / "02.png").read_bytes() == picked_bytes, "the author's pick is byte-identical"
     history = [p.read_bytes() for p in (run / "history").glob("*.png")]
     assert replaced in history, "the replaced image of panel 1 is in history/"
-    assert read_manifest(run).options["steps"] == 3
+    assert read_manifest(run).options["steps"] == 4
 
     result = run_cli(capsys, "story", "run", str(story), "--out", str(run), "--panels", PANELS, "--remake-picked")
     assert result.exit_code == 0, result.output

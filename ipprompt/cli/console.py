@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from ipprompt.errors import IppromptError
-from ipprompt.terminal import SafeConsole
+from ipprompt.progress import SafeConsole
 
 # Safe consoles: story text and run folders are other people's text (no raw escape sequences).
 console = SafeConsole()
@@ -97,7 +97,7 @@ def run_cli_errors(app: Any, args: list[str] | None = None) -> int:
         err_console.print("Aborted.")
         return 1
     except OSError as exc:  # a symlink loop, a full or read-only disk: the user's disk, not a bug
-        from ipprompt.oserrors import classify
+        from ipprompt.errors import classify
 
         known = classify(exc)
         if known is None:

@@ -99,7 +99,7 @@ def _dry_run(story_path: Path, out: Optional[Path], panels: Optional[str], optio
     mode = "fast, " if settings.fast else ""
     if not method_of(settings.method).rungs:
         how = f"{method_of(settings.method).title}, {settings.steps} steps"
-    elif search_settings(settings).pruned:
+    elif search_settings(settings).pruned and any(b.schedule for b in plan["panels"]):
         how = f"rungs by noise level, budget {settings.budget}, {settings.steps} steps"
     else:
         how = f"exhaustive search (no previews), {settings.steps} steps"

@@ -176,7 +176,7 @@ def evaluate_run(run_dir: str | Path, clip: Any, dino: Any, *, k: int = metrics.
                 preview=runs_no_model(made_with.get("backend")),
                 backend=made_with.get("backend"),
                 method=p.method,
-                search=search_label(made_with),
+                search=search_label(made_with, p.rungs),
                 fast=made_with.get("fast"),
                 nfe=p.nfe,
                 seconds=p.seconds,
@@ -199,7 +199,7 @@ def evaluate_run(run_dir: str | Path, clip: Any, dino: Any, *, k: int = metrics.
         peak_gpu_bytes=max(peaks) if peaks else None,
         backend=" + ".join(backends) or None,
         methods=list(dict.fromkeys(r.method for r in rows if r.method)),
-        search=search_label(manifest.settings),
+        search=search_label(manifest.settings, any(p.rungs for p in panels) if panels else None),
         fast=manifest.settings.get("fast"),
     )
     if not per_character:

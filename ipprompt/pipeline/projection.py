@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ipprompt.backends.registry import backend_spec
 from ipprompt.dvp.grid import GridSpec
 from ipprompt.dvp.methods import method_of
 from ipprompt.dvp.profiles import resolve_schedule
@@ -70,7 +71,7 @@ def panel_budgets(story: Story, settings: Generation, numbers: list[int]) -> lis
         if canvas not in schedules:
             schedules[canvas] = resolve_schedule(search, spec.width, spec.height)
         schedule = schedules[canvas]
-        nfe = 0 if settings.backend == "preview" else method.budget(search, arrangements, schedule)
+        nfe = 0 if not backend_spec(settings.backend).denoises else method.budget(search, arrangements, schedule)
         tried = search.arrangements(arrangements) if method.rungs else arrangements
         out.append(PanelBudget(n, elements, arrangements, nfe, schedule if schedule.rungs else None, canvas, tried))
     return out

@@ -16,7 +16,9 @@ from typing import Any
 
 def cpu_threads_key(backend: str, device_type: str | None) -> dict[str, Any]:
     """``{"cpu_threads": n}`` for a generator computing on the CPU (joins the panel key), else {}."""
-    if backend == "preview" or device_type != "cpu":
+    from ipprompt.backends.registry import runs_no_model
+
+    if runs_no_model(backend) or device_type != "cpu":
         return {}
     import torch
 

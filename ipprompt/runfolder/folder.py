@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ipprompt.atomic import atomic_write_text, is_temporary_name, remove_stale_temporaries
-from ipprompt.errors import IppromptError
+from ipprompt.errors import IppromptError, classify
 from ipprompt.runfolder.index_cache import IndexCache
 from ipprompt.runfolder.lock import ACTIVE_LOCK, ActiveRun, FolderLock, LockTimeout
 from ipprompt.runfolder.manifest import (
@@ -110,6 +110,9 @@ class RunFolder(PanelWrites):
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
+            known = classify(exc)  # a symbolic link loop, a full or read-only disk: say which
+            if known is not None:
+                raise IppromptError(f"Cannot create the run folder {self.root}: {known.message}", known.hint) from None
             raise IppromptError(f"Cannot create the run folder {self.root}: {exc.strerror or exc}.", "Choose another --out, or fix its permissions.") from None
         if self._lock is None:
             self._lock = FolderLock(self.root / LOCK, LOCK_WAIT_S)

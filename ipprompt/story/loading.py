@@ -355,7 +355,7 @@ def load_story(path: str | Path) -> Story:
     except UnicodeDecodeError as exc:
         raise StoryError(path, [Problem("", f"not UTF-8 text (byte {exc.start}); save the story as UTF-8")]) from None
     except OSError as exc:  # a symlink loop, a FIFO gone away, no permission, ...
-        from ipprompt.oserrors import user_os_error
+        from ipprompt.errors import user_os_error
 
         raise user_os_error(exc, f"Cannot read the story file {path}") from None
     return parse_story(text, path)

@@ -26,7 +26,7 @@ import jinja2
 
 from ipprompt.backends.registry import runs_no_model
 from ipprompt.errors import IppromptError
-from ipprompt.textclean import finalize
+from ipprompt.story.textclean import finalize
 from ipprompt.dvp.pruning import search_label
 from ipprompt.evaluate.deltas import format_delta
 from ipprompt.evaluate.results import eval_for_page
@@ -91,7 +91,7 @@ def make_environment(templates: Path | None = None) -> jinja2.Environment:
     env.filters["seconds"] = format_seconds
     env.filters["bytes"] = format_bytes
     env.filters["delta"] = format_delta  # eval page: "+492.7 s (+38%)", not "+492.736"
-    env.filters["search_label"] = search_label  # "exhaustive" when steps leave no preview point
+    env.filters["search_label"] = search_label  # "exhaustive" when no rung fell before the last step
     return env
 
 
@@ -345,6 +345,8 @@ def storyboard_context(
         "lexical": models.get("retrieval") == "lexical",
         "panels": panels,
         "panels_done": sum(1 for p in panels if p["done"]),
+        # Whether any made panel was judged at rungs (None: nothing made, the settings say it all).
+        "searched_with_rungs": any(p["rungs"] for p in panels if p["done"]) if any(p["done"] for p in panels) else None,
         "single_file": single_file,
         "eval": evaluation,
         "layouts": page_layouts([p["shape"] for p in panels]),

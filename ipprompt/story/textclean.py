@@ -4,7 +4,7 @@ A story is someone's text, and a run folder may come from someone else. ``\\x1b]
 panel's prompt would set the terminal's window title and ``\\x1b[2J`` would clear the screen if
 printed raw; a NUL in a storyboard page makes browsers and editors treat the file as binary.
 Rich strips only a few controls (bell, backspace, carriage return), so every string printed by the
-CLI goes through ``ipprompt.terminal.SafeConsole``, and every value a template prints through
+CLI goes through ``ipprompt.progress.SafeConsole``, and every value a template prints through
 :func:`strip_controls` (the Jinja environment's ``finalize``). No dependency here: the storyboard
 renders with Jinja alone.
 """
