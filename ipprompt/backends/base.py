@@ -57,6 +57,10 @@ class Backend(Protocol):
     def stats(self) -> dict[str, Any]:
         """Device, dtype, memory options, for the manifest."""
 
+    # --- print-resolution pass (ipprompt.upscale) ---
+    def refine(self, image: Image.Image, prompt: str, strength: float, seed: int, steps: int, guidance: float) -> Image.Image:
+        """Re-detail a whole image at ``strength`` (image-to-image); same size out as in."""
+
 
 def fill(backend: Backend, job: FillJob) -> Image.Image:
     """One uninterrupted candidate: start, then finish."""

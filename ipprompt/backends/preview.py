@@ -87,5 +87,10 @@ class PreviewBackend:
         assert handle.image is not None
         return handle.image
 
+    # --- print-resolution pass (ipprompt.upscale) ---
+    def refine(self, image: Image.Image, prompt: str, strength: float, seed: int, steps: int, guidance: float) -> Image.Image:
+        """No model to re-detail with: the (already enlarged) image as it is, so preview runs plan the pass."""
+        return image.convert("RGB").copy()
+
     def stats(self) -> dict[str, Any]:
         return {"device": "cpu", "dtype": None, "offload": None, "quantize": None, "compile": False}

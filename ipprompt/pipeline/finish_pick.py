@@ -112,6 +112,11 @@ def commit_finished_pick(folder: RunFolder, number: int, finished: "FinishedPick
         if entry is None:
             raise IppromptError(f"Panel {number} left the manifest while its picked candidate was finished.")
         folder.keep_current_image(entry)
+        # --- print-resolution pass: the large image of the replaced panel goes to history ---
+        from ipprompt.upscale.apply import retire_print_image
+
+        retire_print_image(folder, number, stem=entry.upscale.key if entry.upscale else None)
+        # --- end print-resolution pass ---
         atomic_save_image(folder.panel_image(number), finished.cell)
         candidates = []
         for c in entry.candidates:
@@ -131,6 +136,7 @@ def commit_finished_pick(folder: RunFolder, number: int, finished: "FinishedPick
             picked_by="author",
             picked_from_history=None,
             pick_to_finish=None,
+            upscale=None,  # made from the replaced image; the run's pass remakes it
             shape=finished.shape,
             nfe=entry.nfe + finished.nfe,
             seconds=round(entry.seconds + finished.seconds, 3),

@@ -226,12 +226,18 @@ class RunFolder:
 
         self.update(mark)
         image = self.panel_image(number)
+        history: Path | None = None
+        previous = old["entry"]
+        key = (previous.key if previous else None) or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
         if image.is_file():
-            previous = old["entry"]
-            key = (previous.key if previous else None) or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
             history = self.history_path(number, key)
             history.parent.mkdir(parents=True, exist_ok=True)
             os.replace(image, history)
+        # --- print-resolution pass: the large panel goes to history beside its grid-size image ---
+        from ipprompt.upscale.apply import retire_print_image
+
+        retire_print_image(self, number, paired=history, stem=key)
+        # --- end print-resolution pass ---
         pdir = self.panel_dir(number)
         if pdir.is_dir():
             shutil.rmtree(pdir, ignore_errors=True)

@@ -58,7 +58,8 @@ def _done_panel(manifest: RunManifest, run_dir: Path, number: int) -> PanelEntry
 def _with_chosen(entry: PanelEntry, chosen: int | None, **update: object) -> PanelEntry:
     """The entry with ``chosen`` as the panel's candidate (None: the image is not a candidate)."""
     candidates = [c.model_copy(update={"chosen": c.index == chosen}) for c in entry.candidates]
-    return entry.model_copy(update={"candidates": candidates, "chosen": chosen, **update})
+    # upscale=None: the large image was made from the image this choice replaces (the next run remakes it).
+    return entry.model_copy(update={"candidates": candidates, "chosen": chosen, "upscale": None, **update})
 
 
 def _change_panel(run_dir: Path, number: int, change: Callable[[RunFolder, PanelEntry], PanelEntry]) -> PanelEntry:
@@ -87,6 +88,11 @@ def _show(folder: RunFolder, entry: PanelEntry, source: Path, *, to_history: boo
     """
     data = source.read_bytes()
     folder.keep_current_image(entry, candidates_count=not to_history)
+    # --- print-resolution pass: the large image of the replaced panel goes to history ---
+    from ipprompt.upscale.apply import retire_print_image
+
+    retire_print_image(folder, entry.number, stem=entry.upscale.key if entry.upscale else None)
+    # --- end print-resolution pass ---
     atomic_write_bytes(folder.panel_image(entry.number), data)
     width, height = _size(source)
     return shape_of(width, height) if width and height else entry.shape
@@ -152,6 +158,7 @@ def history(run_dir: str | Path, number: int) -> list[HistoryImage]:
     current = folder.panel_image(number)
     now = current.read_bytes() if current.is_file() else None
     files = sorted(folder.history_dir().glob(f"{number:02d}-*.png"), key=lambda p: (p.stat().st_mtime, p.name))
+    files = [p for p in files if not p.name.endswith(".print.png")]  # large panels: kept beside, not restorable as the grid image
     out = []
     for path in files:
         width, height = _size(path)

@@ -54,6 +54,28 @@ class Generation(_Strict):
     fast: bool = False
     fast_lora: str = Field(DEFAULT_FAST_LORA, min_length=1)
     loras: list[str] = []
+    # --- print-resolution pass (ipprompt.upscale): after the search, never part of the panel key ---
+    upscale: Literal[1, 2, 3, 4] = 1  # 1: off; N: the chosen panel enlarged N times and re-detailed
+    upscale_strength: float = Field(0.35, ge=0.0, le=1.0)  # 0: enlargement only (Lanczos or upscaler)
+    upscale_tile: int = Field(1024, ge=256, le=2048)  # largest side FLUX re-details at once
+    upscale_overlap: int = Field(128, ge=16, le=1024)  # tiles share this many px, blended with a cosine ramp
+    upscaler: str | None = Field(None, min_length=1)  # ESRGAN/SwinIR-class model file, loaded through spandrel
+
+    @field_validator("upscale_tile", "upscale_overlap")
+    @classmethod
+    def _pass_multiple_of_16(cls, v: int) -> int:
+        if v % 16:
+            raise ValueError(f"must be a multiple of 16 (FLUX works on 16 px blocks); try {v - v % 16 or 16} or {v - v % 16 + 16}")
+        return v
+
+    @model_validator(mode="after")
+    def _pass_settings(self) -> "Generation":
+        if self.upscale_overlap * 2 > self.upscale_tile:
+            raise ValueError(f"upscale_overlap {self.upscale_overlap} is more than half of upscale_tile {self.upscale_tile}")
+        if self.upscaler is not None and self.upscale == 1:
+            raise ValueError("upscaler needs upscale = 2, 3 or 4 (the factor the panel is enlarged by)")
+        return self
+    # --- end print-resolution pass ---
 
     @field_validator("loras")
     @classmethod

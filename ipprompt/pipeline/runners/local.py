@@ -25,6 +25,7 @@ from ipprompt.progress import RunProgress
 from ipprompt.runfolder.folder import RunFolder
 from ipprompt.dvp.scoring import Scorer
 from ipprompt.story.loading import Generation
+from ipprompt.upscale.apply import apply_upscale_pass, pass_texts
 
 
 @dataclass
@@ -114,11 +115,15 @@ class LocalRunner:
                 self.backend = create_backend(self.settings, self.machine, self.progress.note)
         if not self._encoded:
             with out_of_memory_is_a_user_error("encoding the prompts"):
-                self.backend.encode_texts([j.text for j in remaining])
+                self.backend.encode_texts([j.text for j in remaining] + pass_texts(list(remaining)))  # + print pass
                 self.backend.release_text_encoders()
             self._encoded = True
         self.backend.on_step = self.progress.step  # type: ignore[attr-defined]
         return self.backend
+
+    def _print_pass(self, job: PanelJob, remaining: Sequence[PanelJob]) -> None:
+        """The print-resolution pass of a made or kept panel (ipprompt.upscale; loads the generator only if needed)."""
+        apply_upscale_pass(self.folder, job, lambda: self._ready_backend(remaining), self.progress)
 
     def run(self, jobs: Sequence[PanelJob], *, force: bool = False) -> Outcome:
         outcome = Outcome()
@@ -143,11 +148,13 @@ class LocalRunner:
                     backend = self._ready_backend(jobs[i:])
                     self.progress.start_panel(job.number, f"finishing picked candidate #{old.pick_to_finish}")
                     commit_finished_pick(self.folder, job.number, finish_pick(job, old, backend, self.scorer, self.progress))
+                    self._print_pass(job, jobs[i:])
                     outcome.finished.append(job.number)
                     self.progress.end_panel(reused=False)
                     continue
                 outcome.reused.append(job.number)
                 self.progress.start_panel(job.number, "unchanged, kept")
+                self._print_pass(job, jobs[i:])
                 self.progress.end_panel(reused=True)
                 continue
             backend = self._ready_backend(jobs[i:])
@@ -157,5 +164,6 @@ class LocalRunner:
             # Written while the GPU makes the next panel; at most one commit waits at a time.
             self.folder.flush()
             self.folder.commit_async(result)
+            self._print_pass(job, jobs[i:])
             outcome.generated.append(job.number)
             self.progress.end_panel(reused=False)
