@@ -39,6 +39,11 @@ def run(
     tile: Optional[int] = typer.Option(None, help="Pixels per grid cell (multiple of 16, 256-1024)."),
     grid: Optional[int] = typer.Option(None, help="Cells per side: 2 or 3."),
     shape: Optional[str] = typer.Option(None, help="Panels' shape where the story sets none: square, wide (2:1) or tall (1:2)."),
+    upscale: Optional[int] = typer.Option(None, "--upscale", help="Print pass: enlarge each chosen panel 2, 3 or 4 times and re-detail it with FLUX Fill (1: off)."),
+    upscale_strength: Optional[float] = typer.Option(None, "--upscale-strength", help="How much of the schedule the print pass re-draws (default 0.35; 0: enlargement only, no FLUX)."),
+    upscale_tile: Optional[int] = typer.Option(None, "--upscale-tile", help="Print pass: largest side FLUX re-details at once, in px (multiple of 16; default 1024)."),
+    upscale_overlap: Optional[int] = typer.Option(None, "--upscale-overlap", help="Print pass: px shared by neighbouring tiles, blended without a seam (default 128)."),
+    upscaler: Optional[str] = typer.Option(None, "--upscaler", metavar="PATH", help="Enlarge with this ESRGAN/SwinIR-class model (.safetensors or .pth, through spandrel) before the FLUX pass; with --upscale-strength 0, alone."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     offload: str = typer.Option("none", help="none, model (24 GB cards) or sequential (least memory, slowest)."),
     quantize: str = typer.Option("none", help="none, fp8 (half the transformer memory, any GPU) or nf4 (bitsandbytes, CUDA)."),
@@ -75,6 +80,7 @@ def run(
         backend=backend, model=model, encoder=encoder, candidates=candidates, steps=steps, seed=seed,
         rounds=rounds, search=search, preview_step=preview_step, keep=keep, refine=refine, continuity=continuity,
         tile=tile, grid=grid, shape=shape, method=method, fast=fast, loras=list(lora) if lora else None,
+        upscale=upscale, upscale_strength=upscale_strength, upscale_tile=upscale_tile, upscale_overlap=upscale_overlap, upscaler=upscaler,
     )
     if dry_run:
         _dry_run(story_path, panels, device, offload, quantize, vae_tiling, compile, attention, overrides, ray, workers)
@@ -127,13 +133,22 @@ def _dry_run(story_path: Path, panels: Optional[str], device: str, offload: str,
         plan = dry_run(story, settings.model_copy(update={"backend": "flux-fill"}), numbers, device=device, compiled=compile)
         proj = plan["projection"]
     table = Table(title=escape(title), title_justify="left")
-    for col in ("panel", "elements", "first round", "NFE (at most)", "projected"):
+    upscale = settings.upscale > 1  # print-resolution pass: its own columns, included in the totals
+    for col in ("panel", "elements", "first round", "NFE (at most)", "projected") + (("print pass NFE", "print pass") if upscale else ()):
         table.add_column(col, justify="right")
     sps = proj.seconds_per_step
+    passes = plan.get("upscale_seconds")
     for b in plan["panels"]:
-        table.add_row(str(b.number), str(b.elements), str(b.arrangements), str(b.nfe), "-" if sps is None else f"{b.nfe * sps:.1f}s")
-    table.add_row("all", "", "", str(plan["total_nfe"]), "-" if plan["seconds"] is None else f"{plan['seconds'] / 60:.1f} min", style="bold")
+        row = [str(b.number), str(b.elements), str(b.arrangements), str(b.nfe), "-" if sps is None else f"{b.nfe * sps:.1f}s"]
+        if upscale:
+            row += [f"{b.upscale_tiles} x {b.upscale_nfe // max(b.upscale_tiles, 1)}" if b.upscale_tiles else "0", "-" if passes is None else f"{passes[b.number]:.1f}s"]
+        table.add_row(*row)
+    total = ["all", "", "", str(plan["search_nfe"] if upscale else plan["total_nfe"]), "-" if plan["seconds"] is None else f"{plan['seconds'] / 60:.1f} min"]
+    table.add_row(*total, *((str(plan["upscale_nfe"]), "-" if passes is None else f"{sum(passes.values()):.1f}s") if upscale else ()), style="bold")
     console.print(table)
+    if upscale:
+        how = f"strength {settings.upscale_strength:g}, tiles of at most {settings.upscale_tile} px" if settings.upscale_strength > 0 else "enlargement only, no FLUX"
+        console.print(escape(f"Print pass: {settings.upscale}x ({how}); with it, {plan['total_nfe']} NFE in all. The total time includes it."))
     if settings.lora_specs:
         console.print("LoRAs: " + escape(", ".join(settings.lora_specs)))
     if sps is None:

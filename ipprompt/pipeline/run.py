@@ -35,6 +35,7 @@ from ipprompt.pipeline.runners.ray_runner import RayRunner, check_ray_options
 from ipprompt.runfolder.folder import RunFolder, overlay_fields, pending_entry
 from ipprompt.pipeline.runners.local import LocalRunner
 from ipprompt.story.loading import FAST_DEFAULTS, Generation, Story, load_story
+from ipprompt.upscale.checks import check_pass
 
 MIN_THEME_IMAGES = 3
 
@@ -170,6 +171,7 @@ def preflight(
         check_inputs(settings.backend, machine, settings.lora_specs)
     numbers = parse_panel_selection(panels, len(story.panels)) if isinstance(panels, str) else (panels or list(range(1, len(story.panels) + 1)))
     reference_problems(story, settings, numbers)  # what the reference method cannot lay out
+    check_pass(settings)  # print-resolution pass (ipprompt.upscale): upscaler file, strength
     return story, settings, numbers
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 DEFAULT_MODEL = "black-forest-labs/FLUX.1-Fill-dev"
 DEFAULT_ENCODER = "openai/clip-vit-base-patch32"
@@ -68,13 +68,20 @@ class Generation(_Strict):
             raise ValueError(f"must be a multiple of 16 (FLUX works on 16 px blocks); try {v - v % 16 or 16} or {v - v % 16 + 16}")
         return v
 
-    @model_validator(mode="after")
-    def _pass_settings(self) -> "Generation":
-        if self.upscale_overlap * 2 > self.upscale_tile:
-            raise ValueError(f"upscale_overlap {self.upscale_overlap} is more than half of upscale_tile {self.upscale_tile}")
-        if self.upscaler is not None and self.upscale == 1:
-            raise ValueError("upscaler needs upscale = 2, 3 or 4 (the factor the panel is enlarged by)")
-        return self
+    @field_validator("upscale_overlap")
+    @classmethod
+    def _pass_overlap(cls, v: int, info: ValidationInfo) -> int:
+        tile = info.data.get("upscale_tile")
+        if isinstance(tile, int) and v * 2 > tile:
+            raise ValueError(f"at most half of upscale_tile ({tile // 2})")
+        return v
+
+    @field_validator("upscaler")
+    @classmethod
+    def _pass_upscaler(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and info.data.get("upscale", 1) == 1:
+            raise ValueError("needs upscale = 2, 3 or 4 (the factor the model's output is brought to)")
+        return v
     # --- end print-resolution pass ---
 
     @field_validator("loras")

@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ipprompt.atomic import atomic_save_image
 from ipprompt.images import open_image
 from ipprompt.runfolder.manifest import PanelEntry, RunManifest, UpscaleEntry
-from ipprompt.upscale.flux_pass import run_pass
+from ipprompt.upscale.flux_pass import PassOutput, run_pass
 from ipprompt.upscale.pass_result import PassSettings, pass_key
 
 if TYPE_CHECKING:
@@ -105,21 +106,25 @@ def clear_pass(folder: "RunFolder", number: int, stem: str | None = None) -> Non
     _set_upscale(folder, number, None)
 
 
-def apply_upscale_pass(
-    folder: "RunFolder",
-    job: "PanelJob",
-    backend: Callable[[], "Backend"],
-    progress: "RunProgress | None" = None,
-    *,
-    device: Any = None,
-) -> str:
-    """Bring panel ``job.number``'s large image up to date with the pass settings.
+@dataclass(frozen=True)
+class PassTask:
+    """One panel's pass to run: plain data, picklable, so a Ray worker can run it too."""
 
-    Returns what happened: ``"off"`` (no pass asked, none there), ``"removed"`` (``upscale = 1``:
-    the earlier large image went to history), ``"kept"`` (its ``upscale_key`` is unchanged and its
-    file exists) or ``"made"``. ``backend`` is called only when FLUX must re-detail, so a run that
-    only keeps panels loads no model for an unchanged pass.
-    """
+    number: int
+    image: bytes = field(repr=False)  # the grid-size panel (PNG bytes)
+    name: str  # its path in the run folder, for messages
+    source_sha256: str
+    settings: PassSettings
+    prompt: str
+    seed: int
+    key: str
+    old_key: str | None
+
+
+def plan_pass(folder: "RunFolder", job: "PanelJob") -> "PassTask | str":
+    """What panel ``job.number``'s pass needs: a ``PassTask``, or what happened without one
+    (``"off"``, ``"removed"``: ``upscale = 1`` moved an earlier large image to history, ``"kept"``:
+    its ``upscale_key`` is unchanged and its file exists)."""
     settings = PassSettings.of(job.settings)
     if not settings.enabled:
         # A panel made in this run has no large image (``begin_panel`` moved it): no need to wait
@@ -131,54 +136,102 @@ def apply_upscale_pass(
         clear_pass(folder, job.number, stem=entry.upscale.key if entry.upscale else None)
         return "removed"
     folder.flush()  # the panel's grid-size image and record must be on disk
-    manifest = folder.read() or RunManifest()
-    entry = manifest.panel(job.number)
+    entry = (folder.read() or RunManifest()).panel(job.number)
     if entry is None or not entry.done or not entry.image:
         return "off"
-    source = folder.root / entry.image
-    data = source.read_bytes()
+    data = (folder.root / entry.image).read_bytes()
     source_sha = hashlib.sha256(data).hexdigest()
-    upscaler = None
+    upscaler_sha = None
     if settings.upscaler is not None:
-        from ipprompt.upscale.upscaler import load_upscaler
+        from ipprompt.upscale.upscaler import check_upscaler_path, file_sha256
 
-        upscaler = load_upscaler(settings.upscaler, device=device)
+        upscaler_sha = file_sha256(check_upscaler_path(settings.upscaler))
     seed = entry.seed if entry.seed is not None else job.seed
-    key = pass_key(
-        settings, source_sha, text=pass_prompt(job), seed=seed,
-        upscaler_sha256=upscaler.sha256 if upscaler else None, generator=generator_identity(job),
-    )
+    prompt = pass_prompt(job)
+    key = pass_key(settings, source_sha, text=prompt, seed=seed, upscaler_sha256=upscaler_sha, generator=generator_identity(job))
     old = entry.upscale
     if old is not None and old.key == key and print_image_path(folder, job.number).is_file():
         return "kept"
-    generator = backend() if settings.uses_flux else None
-    if progress is not None:
-        progress.note(f"panel {job.number}: print pass {settings.factor}x" + (f" at strength {settings.strength:g}" if settings.uses_flux else " (enlargement only)"))
+    return PassTask(job.number, data, entry.image, source_sha, settings, prompt, seed, key, old.key if old else None)
+
+
+@dataclass
+class PassDone:
+    """A task's result: the large panel, what it cost, and what made it (for the record)."""
+
+    task: PassTask
+    output: PassOutput
+    upscaler: str | None
+    upscaler_sha256: str | None
+    backend: str | None
+
+
+def compute_pass(task: PassTask, backend: "Backend | None", *, device: Any = None) -> PassDone:
+    """Run a task (no file written): on this process's backend, or a Ray worker's."""
     from ipprompt.pipeline.execute import out_of_memory_is_a_user_error
 
-    image = open_image(data, name=entry.image)
-    with out_of_memory_is_a_user_error(f"the print pass of panel {job.number}"):
-        out = run_pass(image, settings, prompt=pass_prompt(job), seed=seed, backend=generator, upscaler=upscaler)
-    retire_print_image(folder, job.number, stem=old.key if old else None)
-    path = print_image_path(folder, job.number)
+    upscaler = None
+    if task.settings.upscaler is not None:
+        from ipprompt.upscale.upscaler import load_upscaler
+
+        upscaler = load_upscaler(task.settings.upscaler, device=device)
+    image = open_image(task.image, name=task.name)
+    with out_of_memory_is_a_user_error(f"the print pass of panel {task.number}"):
+        out = run_pass(image, task.settings, prompt=task.prompt, seed=task.seed, backend=backend, upscaler=upscaler)
+    return PassDone(
+        task, out, upscaler.label if upscaler else None, upscaler.sha256 if upscaler else None,
+        getattr(backend, "name", None) if task.settings.uses_flux else None,
+    )
+
+
+def commit_pass(folder: "RunFolder", done: PassDone) -> UpscaleEntry:
+    """Write the large panel (the one it replaces goes to history first), then its record."""
+    task, out = done.task, done.output
+    retire_print_image(folder, task.number, stem=task.old_key)
+    path = print_image_path(folder, task.number)
     atomic_save_image(path, out.image)
+    s = task.settings
     record = UpscaleEntry(
-        key=key,
+        key=task.key,
         image=folder.rel(path),
-        source_sha256=source_sha,
-        factor=settings.factor,
-        strength=settings.strength if settings.uses_flux else 0.0,
-        tile=settings.tile,
-        overlap=settings.overlap,
+        source_sha256=task.source_sha256,
+        factor=s.factor,
+        strength=s.strength if s.uses_flux else 0.0,
+        tile=s.tile,
+        overlap=s.overlap,
         tiles=len(out.tiles),
-        steps=settings.steps_per_tile,
+        steps=s.steps_per_tile,
         width=out.image.width,
         height=out.image.height,
-        upscaler=upscaler.label if upscaler else None,
-        upscaler_sha256=upscaler.sha256 if upscaler else None,
-        backend=getattr(generator, "name", None),
+        upscaler=done.upscaler,
+        upscaler_sha256=done.upscaler_sha256,
+        backend=done.backend,
         nfe=out.nfe,
         seconds=out.seconds,
     )
-    _set_upscale(folder, job.number, record)
+    _set_upscale(folder, task.number, record)
+    return record
+
+
+def apply_upscale_pass(
+    folder: "RunFolder",
+    job: "PanelJob",
+    backend: Callable[[], "Backend"],
+    progress: "RunProgress | None" = None,
+    *,
+    device: Any = None,
+) -> str:
+    """Bring panel ``job.number``'s large image up to date with the pass settings, in this process.
+
+    Returns ``"off"``, ``"removed"``, ``"kept"`` (see ``plan_pass``) or ``"made"``. ``backend`` is
+    called only when FLUX must re-detail, so a run that only keeps panels loads no model for an
+    unchanged pass.
+    """
+    task = plan_pass(folder, job)
+    if isinstance(task, str):
+        return task
+    s = task.settings
+    if progress is not None:
+        progress.note(f"panel {job.number}: print pass {s.factor}x" + (f" at strength {s.strength:g}" if s.uses_flux else " (enlargement only)"))
+    commit_pass(folder, compute_pass(task, backend() if s.uses_flux else None, device=device))
     return "made"

@@ -48,8 +48,12 @@ def run_pass(
     backend: "Backend | None" = None,
     upscaler: "Upscaler | None" = None,
     on_tile: Callable[[int, int], None] | None = None,
+    keep_tiles: bool = False,
 ) -> PassOutput:
-    """Enlarge ``image`` by ``settings.factor`` and re-detail it (see the module's steps)."""
+    """Enlarge ``image`` by ``settings.factor`` and re-detail it (see the module's steps).
+
+    ``keep_tiles`` keeps each re-drawn tile in the output (for inspecting the blend).
+    """
     started = time.perf_counter()
     size = pass_size(image.width, image.height, settings.factor)
     if upscaler is not None:
@@ -73,7 +77,7 @@ def run_pass(
         if on_tile is not None:
             on_tile(i + 1, len(tiles))
     result = outputs[0] if len(tiles) == 1 else blend(tiles, outputs, size)
-    return PassOutput(result, tiles, backend.nfe - nfe_before, round(time.perf_counter() - started, 3), how, outputs)
+    return PassOutput(result, tiles, backend.nfe - nfe_before, round(time.perf_counter() - started, 3), how, outputs if keep_tiles else [])
 
 
 def describe(settings: PassSettings) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from ipprompt.progress import RunProgress, WorkerState
 from ipprompt.runfolder.folder import RunFolder
 from ipprompt.pipeline.runners.local import Outcome, adopt_record, resolve_continuity, reusable
 from ipprompt.story.loading import Generation
+from ipprompt.upscale.apply import pass_texts
 
 TASK_RETRIES = 3  # a panel is tried again this often when its worker dies
 POLL_S = 0.25  # how often the driver refreshes the workers' progress while it waits
@@ -175,6 +176,7 @@ class RayRunner:
         self.address = address
         self.workers = workers
         self._theme_shas: set[str] | None = None
+        self._pass_texts: list[str] = []
 
     def run(self, jobs: Sequence[PanelJob], *, force: bool = False) -> Outcome:
         ray = import_ray()
@@ -186,6 +188,7 @@ class RayRunner:
             for text in plan.notes:
                 self.progress.note(text)
             jobs = [rekey(job, plan.dtype) for job in jobs]
+            self._pass_texts = pass_texts(list(jobs))  # print-resolution pass (ipprompt.upscale)
             state = _Schedule(list(jobs), force)
             self._dispatch(state, None)
             while state.pending or state.inflight:
@@ -211,6 +214,7 @@ class RayRunner:
                     pool.idle.append(slot)
                 if ready:
                     self._dispatch(state, pool)
+            pool = self._print_passes(ray, plan, jobs, pool)  # print-resolution pass (ipprompt.upscale)
             if pool is not None:
                 pool.show(self.progress)
         finally:
@@ -226,8 +230,43 @@ class RayRunner:
         waiting = {j.number for j in state.pending}
         heads = sum(1 for j in state.pending if not (j.waiting and j.continuity_from in waiting))
         plan = replace(plan, count=max(1, min(plan.count, heads)))
-        texts = [j.text for j in state.pending]
+        texts = [j.text for j in state.pending] + self._pass_texts  # + the print pass's prompts
         return WorkerPool(ray, plan, self.settings, self.machine, texts, self.encoder is not None)
+
+    # --- print-resolution pass (ipprompt.upscale) ---
+    def _print_passes(self, ray: Any, plan: WorkerPlan, jobs: Sequence[PanelJob], pool: "WorkerPool | None") -> "WorkerPool | None":
+        """Every panel's pass once its panel is committed: enlargement alone (or the preview
+        backend) here on the driver, FLUX re-detailing on the workers (started if none is)."""
+        from ipprompt.upscale.apply import PassTask, commit_pass, compute_pass, plan_pass
+
+        tasks = [t for t in (plan_pass(self.folder, j) for j in jobs) if isinstance(t, PassTask)]
+        remote = [t for t in tasks if t.settings.uses_flux and self.settings.backend != "preview"]
+        for task in tasks:
+            if task not in remote:
+                backend = None
+                if task.settings.uses_flux:
+                    from ipprompt.backends.preview import PreviewBackend
+
+                    backend = PreviewBackend()
+                commit_pass(self.folder, compute_pass(task, backend))
+        if not remote:
+            return pool
+        if pool is None:
+            pool = WorkerPool(ray, replace(plan, count=max(1, min(plan.count, len(remote)))), self.settings, self.machine, self._pass_texts, False)
+        inflight: dict[Any, int] = {}
+        waiting = list(remote)
+        while waiting or inflight:
+            while waiting and pool.idle:
+                slot = pool.idle.pop(0)
+                inflight[pool.actors[slot].print_pass.remote(waiting.pop(0))] = slot
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=POLL_S)
+            pool.show(self.progress)
+            for ref in ready:
+                slot = inflight.pop(ref)
+                commit_pass(self.folder, _result(ray, ref, None, slot))
+                pool.idle.append(slot)
+        return pool
+    # --- end print-resolution pass ---
 
     def _dispatch(self, state: "_Schedule", pool: WorkerPool | None) -> None:
         """Keep unchanged panels, and send ready ones to idle workers, in story order."""
@@ -292,7 +331,7 @@ def rekey(job: PanelJob, dtype: str | None) -> PanelJob:
     return replace(job, machine_key={**job.machine_key, "dtype": dtype})
 
 
-def _result(ray: Any, ref: Any, job: PanelJob, slot: int) -> Any:
+def _result(ray: Any, ref: Any, job: PanelJob | None, slot: int) -> Any:
     """A worker's result; a user error raised on the worker is raised here as itself."""
     try:
         return ray.get(ref)
@@ -302,6 +341,6 @@ def _result(ray: Any, ref: Any, job: PanelJob, slot: int) -> Any:
         raise
     except ray.exceptions.RayActorError:
         raise IppromptError(
-            f"Worker {slot + 1} died {TASK_RETRIES + 1} times while making panel {job.number}.",
+            f"Worker {slot + 1} died {TASK_RETRIES + 1} times while making " + (f"panel {job.number}." if job is not None else "a print pass."),
             "Finished panels are kept. Look at the Ray logs (/tmp/ray/session_latest/logs on the worker's node), then run the command again.",
         ) from None

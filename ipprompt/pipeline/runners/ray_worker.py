@@ -185,3 +185,16 @@ class PanelWorker:
         finished = finish_pick(job, entry, self.backend, self.scorer, reporter)
         self.post("idle")
         return finished
+
+    # --- print-resolution pass (ipprompt.upscale) ---
+    def print_pass(self, task: Any) -> Any:
+        """Run one panel's print pass on this worker's generator; returns a ``PassDone``."""
+        from ipprompt.upscale.apply import compute_pass
+
+        self.load()
+        reporter = _Reporter(self, task.number)
+        self.backend.on_step = reporter.step
+        self.post(f"panel {task.number}: print pass {task.settings.factor}x", task.number)
+        done = compute_pass(task, self.backend, device=self._device())
+        self.post("idle")
+        return done
