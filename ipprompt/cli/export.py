@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from ipprompt.cli.console import console, fail
+from ipprompt.cli.console import console, err_console, fail
 from ipprompt.errors import IppromptError
 from ipprompt.export.sizes import DEFAULT_DPI, DEFAULT_PAGE_SIZE, MAX_DPI, MIN_DPI, PAGE_SIZES
 
@@ -45,6 +45,8 @@ def export(
         result = export_run(run_dir, pdf=pdf, cbz=cbz, pages_dir=pages, page_size=page_size, dpi=dpi)
     except IppromptError as error:
         raise fail(error)
+    for warning in result.warnings:
+        err_console.print(escape(warning), soft_wrap=True)
     pending = f"; {result.pending} panel{'s' if result.pending != 1 else ''} not drawn yet (empty frames)" if result.pending else ""
     console.print(f"{result.pages} pages (title page included){pending}.", highlight=False)
     for path in result.written:

@@ -13,6 +13,7 @@ from pathlib import Path
 from ipprompt.errors import IppromptError
 from ipprompt.export.formats import check_output_file, check_pages_folder, write_cbz, write_page_files, write_pdf
 from ipprompt.export.pages import character_names, make_book, page_spec
+from ipprompt.export.resolution import shortfall_warning, under_resolved
 from ipprompt.export.sizes import DEFAULT_DPI, DEFAULT_PAGE_SIZE
 from ipprompt.runfolder.manifest import read_manifest
 
@@ -24,6 +25,7 @@ class ExportResult:
     pages: int
     written: list[Path] = field(default_factory=list)
     pending: int = 0
+    warnings: list[str] = field(default_factory=list)  # e.g. panels the page enlarges (under-resolved)
 
 
 def export_run(
@@ -52,6 +54,9 @@ def export_run(
     # each at the default size and dpi) and shared by all formats instead of drawn per format.
     pages = list(book.pages())
     result = ExportResult(len(pages), pending=sum(1 for a in book.arts if a.status != "done"))
+    warning = shortfall_warning(under_resolved(book), spec.dpi)
+    if warning:
+        result.warnings.append(warning)
     title = manifest.story.title
     if pdf is not None:
         write_pdf(Path(pdf), pages, dpi=spec.dpi, title=title)
