@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One prepared GPU check (about 6-8 minutes on an H100/H200):
 #   1. times one panel at the real FLUX.1-Fill-dev shapes (random weights): the reference method's
-#      budget, the default DVP and --fast, eager and compiled -> benchmarks/gpu_check.md (+ .json)
+#      budget, the default DVP and --fast, eager and compiled, and the print pass (--upscale 2) on a
+#      square, a wide and a tall panel -> benchmarks/gpu_check.md (+ .json)
 #   2. runs the cuda-marked tests (tests/test_cuda.py): bf16 pixel equality with FluxFillPipeline,
 #      peak memory on the chosen device, compile with fp8 and offload, VAE tiling.
 #

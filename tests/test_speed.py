@@ -145,6 +145,9 @@ def test_gpu_check_smoke_runs_on_cpu(tmp_path: Path) -> None:
     for method in ("reference", "default", "fast"):
         assert f"| {method} | eager |" in table
     assert "NFE" in table and out.with_suffix(".json").is_file()
+    for shape in ("square", "wide", "tall"):  # the print pass at 2x, tiled at the smoke's small tile
+        assert f"| {shape} |" in table
+    assert "Print pass" in table
 
 
 def test_dry_run_counts_the_reference_method(example_copy, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -109,6 +109,15 @@ def evaluate_run(run_dir: str | Path, clip: Any, dino: Any, *, k: int = metrics.
             continue
         panels.append(panel)
         images.append(image)
+    # --- print-resolution pass: scores stay at the grid's size, comparable with runs without it ---
+    printed = [p.number for p in panels if p.upscale is not None]
+    if printed:
+        notes.append(
+            f"Panel{'s' if len(printed) != 1 else ''} {', '.join(map(str, printed))} also "
+            f"{'have' if len(printed) != 1 else 'has'} a print-pass image; eval scores the grid-size image the search chose "
+            "(panels/NN.png), so the scores compare with runs without the pass."
+        )
+    # --- end print-resolution pass ---
     if not panels:
         raise IppromptError(
             f"{root} has no finished panels to evaluate.",
