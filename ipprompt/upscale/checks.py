@@ -1,7 +1,8 @@
 """What the print pass refuses before anything runs (called by the run's preflight, ``--dry-run`` too).
 
-A missing upscaler file or a strength that runs no step must fail in the first second, not after
-the search has spent an hour of GPU time on the panels.
+A missing upscaler file (or spandrel) must fail in the first second, not after the search has
+spent an hour of GPU time on the panels. (Any strength above 0 runs at least one step: diffusers
+truncates the steps it skips, so there is no strength to refuse here.)
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ipprompt.errors import IppromptError
-from ipprompt.upscale.pass_result import PassSettings, refine_steps
+from ipprompt.upscale.pass_result import PassSettings
 
 if TYPE_CHECKING:
     from ipprompt.story.schema import Generation
@@ -20,11 +21,6 @@ def check_pass(settings: "Generation") -> None:
     p = PassSettings.of(settings)
     if not p.enabled:
         return
-    if p.uses_flux and refine_steps(p.steps, p.strength) < 1:
-        raise IppromptError(
-            f"--upscale-strength {p.strength:g} at {p.steps} steps re-draws no step at all.",
-            f"Use at least {1 / p.steps:.3g} (one step), or 0 for enlargement only.",
-        )
     if p.upscaler is not None:
         from ipprompt.upscale.upscaler import INSTALL_HINT, check_upscaler_path
 
