@@ -218,8 +218,8 @@ def test_changing_only_upscale_re_runs_only_the_pass(upscaled_run: tuple[Path, i
     assert before is not None and before.upscale is not None
     grid_image, print_sha = sha(run / before.image), sha(run / before.upscale.image)
     nfe = flux.nfe
-    # Tiles of 256 px: the 3x panel (768 px) is re-drawn in overlapping tiles.
-    result = run_story(story, out=run, panels="2", backend_instance=flux, upscale=3, upscale_tile=256, upscale_overlap=64, **TINY)
+    # Tiles of 384 px: the 3x panel (768 px) is re-drawn in 3 x 3 overlapping tiles.
+    result = run_story(story, out=run, panels="2", backend_instance=flux, upscale=3, upscale_tile=384, upscale_overlap=64, **TINY)
     assert result.reused == [2] and result.generated == []
     after = read_manifest(run).panel(2)
     assert after is not None and after.upscale is not None
@@ -233,7 +233,7 @@ def test_changing_only_upscale_re_runs_only_the_pass(upscaled_run: tuple[Path, i
     assert kept, "the replaced large panel went to history"
     # The same settings again: nothing runs. upscale = 1: the large panel goes to history.
     nfe = flux.nfe
-    run_story(story, out=run, panels="2", backend_instance=flux, upscale=3, upscale_tile=256, upscale_overlap=64, **TINY)
+    run_story(story, out=run, panels="2", backend_instance=flux, upscale=3, upscale_tile=384, upscale_overlap=64, **TINY)
     assert flux.nfe == nfe and read_manifest(run).panel(2).upscale == up
     run_story(story, out=run, panels="2", backend_instance=flux, **TINY)
     off = read_manifest(run).panel(2)
@@ -400,3 +400,32 @@ def test_pass_settings_are_validated(story: Path, capsys: pytest.CaptureFixture[
     alt.write_text(text, encoding="utf-8")
     g = load_story(alt).generation
     assert (g.upscale, g.upscale_strength, g.upscale_tile, g.upscale_overlap) == (2, 0.3, 1024, 128)
+
+
+# --------------------------------------------------------------------------- Ray
+
+
+@pytest.mark.slow
+def test_the_pass_runs_on_ray_workers(story: Path, tiny_flux_dir: Path, tmp_path: Path) -> None:
+    """On Ray the pass re-details on a worker's generator, after the panel (made there too) and,
+    when only the pass changed, on a worker started for it alone."""
+    import importlib.util
+    import logging
+
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("Ray is not installed (optional extra: pip install 'ipprompt[ray]')")
+    import ray
+
+    opts = dict(panels="2", model=str(tiny_flux_dir), encoder="no-such-local-encoder", ray="local", workers=1, **TINY)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    try:
+        first = run_story(story, out=tmp_path / "run", upscale=2, **opts)
+        assert first.generated == [2]
+        up = read_manifest(tmp_path / "run").panel(2).upscale
+        assert up is not None and (up.backend, up.nfe, up.width) == ("flux-fill", 1, 512)
+        again = run_story(story, out=tmp_path / "run", upscale=3, **opts)
+        assert again.reused == [2] and again.generated == []
+        up3 = read_manifest(tmp_path / "run").panel(2).upscale
+        assert up3 is not None and (up3.factor, up3.width, up3.nfe) == (3, 768, 1)
+    finally:
+        ray.shutdown()
