@@ -99,6 +99,35 @@ def seconds_per_step(backend: FluxFillBackend, spec: GridSpec, prompt: PanelProm
         hook.remove()
         backend.release(handle)
     return seconds, (len(computed) / measure if backend.sampler.cached else None)
+def measure_print_pass(backend: FluxFillBackend, tile: int, settings, device: torch.device) -> list[dict]:
+    """The print pass at 2x on a square, a wide and a tall panel of a ``tile`` px grid (random images)."""
+    import numpy as np
+    from PIL import Image
+
+    from ipprompt.dvp.grid import shape_tile
+    from ipprompt.upscale.flux_pass import run_pass
+
+    backend.encode_texts(["a girl in a yellow raincoat climbs the lighthouse stairs"])
+    rows = []
+    rng = np.random.default_rng(0)
+    for shape in ("square", "wide", "tall"):
+        w, h = shape_tile(tile, shape)
+        panel = Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+        out = run_pass(panel, settings, prompt="a girl in a yellow raincoat climbs the lighthouse stairs", seed=0, backend=backend)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+        rows.append({
+            "shape": shape, "panel": f"{w}x{h}", "large": f"{out.image.width}x{out.image.height}", "tiles": len(out.tiles),
+            "tile": "x".join(map(str, out.tiles[0].size)), "nfe": out.nfe, "seconds": out.seconds,
+            "s_per_nfe": round(out.seconds / max(1, out.nfe), 4), "peak_gpu_gib": peak,
+        })
+        print(f"print pass 2x {shape:<6} {w}x{h} -> {out.image.width}x{out.image.height}: {len(out.tiles)} tile(s), "
+              f"{out.nfe} NFE, {out.seconds:.2f} s", flush=True)
+    return rows
 
 
 def main() -> None:
@@ -172,7 +201,15 @@ def main() -> None:
             rungs = ", ".join(f"step {k} σ {sigma:.3f}" for k, sigma in row["rungs"]) or "none (every candidate to the end)"
             add("panel", canvas, f"{name}, eager", steps=settings.steps, nfe=row["nfe"], s_per_panel=row["seconds"],
                 rungs=rungs, finished=row["finished"], peak_gpu_gib=row["peak_gpu_gib"])
-        # 3. compiled (regional), then fp8 (a fresh transformer: quantized before it is compiled).
+        # 3. the print pass (ipprompt.upscale) at 2x: eager, before compile changes the transformer.
+        from ipprompt.upscale.pass_result import PassSettings
+
+        if args.smoke:  # same code, tiles small enough that every panel is split
+            pass_settings = PassSettings(factor=2, strength=0.5, tile=96, overlap=16, upscaler=None, steps=4, guidance=30.0)
+        else:
+            pass_settings = PassSettings(factor=2, strength=0.35, tile=1024, overlap=128, upscaler=None, steps=28, guidance=30.0)
+        pass_rows = measure_print_pass(backend, spec.tile, pass_settings, device)
+        # 4. compiled (regional), then fp8 (a fresh transformer: quantized before it is compiled).
         if not args.no_compile:
             options = MachineOptions(device=str(device), compile=True)
             backend.options = options
@@ -229,10 +266,21 @@ def main() -> None:
             f"{f(r.get('steps'))} | {f(r.get('nfe'))} | {f(r.get('s_per_panel'), '.2f')} | {r.get('rungs', '–')} | "
             f"{f(r.get('finished'))} | {f(r.get('peak_gpu_gib'), '.1f')} |"
         )
+    lines += [
+        "",
+        f"Print pass (`--upscale 2`, strength {pass_settings.strength:g}, {pass_settings.steps} steps, tiles of at most "
+        f"{pass_settings.tile} px, overlap {pass_settings.overlap}), eager, on a panel of a {spec.tile} px grid:",
+        "",
+        "| shape | panel | large | tiles | tile | NFE | s/pass | s/NFE | peak GPU GiB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in pass_rows:
+        lines.append(f"| {r['shape']} | {r['panel']} | {r['large']} | {r['tiles']} | {r['tile']} | {r['nfe']} | "
+                     f"{r['seconds']:.2f} | {r['s_per_nfe']:.4f} | {f(r['peak_gpu_gib'], '.1f')} |")
     table = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(table)
-    args.out.with_suffix(".json").write_text(json.dumps({"gpu": gpu, "date": stamp, "rows": rows}, indent=2) + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps({"gpu": gpu, "date": stamp, "rows": rows, "print_pass": pass_rows}, indent=2) + "\n")
     print("\n" + table)
     print(f"wrote {args.out}")
 

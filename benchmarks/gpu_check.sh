@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# One prepared GPU check (about 7-9 minutes on an H100/H200):
+# One prepared GPU check (about 8-10 minutes on an H100/H200):
 #   1. at the real FLUX.1-Fill-dev shapes (random weights), in one table -> benchmarks/gpu_check.md (+ .json):
 #      s/step eager, with --cache fbcache, compiled and fp8 at 1536² and 768²; a whole panel at each
-#      --budget preset (fast, balanced = the default, thorough) with the σ of each rung
+#      --budget preset (fast, balanced = the default, thorough) with the σ of each rung; the print pass
+#      (--upscale 2) on a square, a wide and a tall panel
 #   2. runs the cuda-marked tests (tests/test_cuda.py): bf16 pixel equality with FluxFillPipeline,
 #      peak memory on the chosen device, compile with fp8 and offload, VAE tiling.
 #

@@ -16,7 +16,7 @@
       big = document.createElement("img");
       figure.insertBefore(big, caption);
     }
-    big.src = img.currentSrc || img.src;
+    big.src = img.getAttribute("data-full") || img.currentSrc || img.src;  // the print pass's large panel, if any
     big.alt = img.alt;
     caption.textContent = img.alt;
     box.showModal();

@@ -179,6 +179,9 @@ def test_gpu_check_smoke_runs_on_cpu(tmp_path: Path) -> None:
     for budget in ("balanced", "fast", "thorough"):
         assert f"| panel | 192² | {budget}, eager |" in table
     assert "σ" in table and "NFE" in table and out.with_suffix(".json").is_file()
+    for shape in ("square", "wide", "tall"):  # the print pass at 2x, tiled at the smoke's small tile
+        assert f"| {shape} |" in table
+    assert "Print pass" in table
 
 
 def test_dry_run_counts_the_reference_method(example_copy, capsys) -> None:  # type: ignore[no-untyped-def]

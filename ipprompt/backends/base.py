@@ -74,6 +74,12 @@ class Backend(Protocol):
     def stats(self) -> dict[str, Any]:
         """Device, dtype, memory options, for the manifest."""
 
+    def refine(
+        self, image: Image.Image, prompt: str, strength: float, seed: int, steps: int, guidance: float, on_step: StepCallback | None = None
+    ) -> Image.Image:
+        """Re-detail a whole image at ``strength`` (image-to-image, the print pass); same size out as
+        in. ``on_step`` is called after every denoising step."""
+
 
 def fill(backend: Backend, job: FillJob) -> Image.Image:
     """One uninterrupted candidate: start, then finish."""

@@ -19,6 +19,7 @@ from ipprompt.errors import IppromptError
 if TYPE_CHECKING:
     from ipprompt.backends.base import Backend
     from ipprompt.pipeline.settings import RunSettings
+    from ipprompt.encoders.clip import ClipEncoder
 
 OFFLOAD_MODES = ("none", "model", "sequential")
 QUANTIZE_MODES = ("none", "fp8", "nf4")
@@ -210,7 +211,7 @@ def model_available_locally(model_id: str) -> bool:
         return False
 
 
-def create_encoder(settings: "RunSettings", note: Note, device: str | None = None) -> "ImageTextEncoder | None":
+def create_encoder(settings: "RunSettings", note: Note, device: str | None = None) -> "ClipEncoder | None":
     """The CLIP encoder for retrieval and scoring, or None (lexical retrieval), saying why.
 
     It runs on the run's ``--device`` (``cuda:1`` puts CLIP beside the generator, not on GPU 0).

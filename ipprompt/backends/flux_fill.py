@@ -237,6 +237,17 @@ class FluxFillBackend:
     def finish(self, handle: FluxHandle) -> Image.Image:
         return self.sampler.finish(handle.state, on_step=handle.on_step)
 
+    def refine(
+        self, image: Image.Image, prompt: str, strength: float, seed: int, steps: int, guidance: float, on_step: StepCallback | None = None
+    ) -> Image.Image:
+        """Re-detail ``image`` with FLUX Fill image-to-image: all-white mask, ``strength`` of the schedule.
+
+        Goes through this backend's pipeline, so offload, fp8, VAE tiling, the attention kernel
+        and compile apply as they do to panels. Each denoising step is one transformer
+        evaluation, counted in ``nfe``.
+        """
+        return self.sampler.refine(image, self._encoding(prompt), strength, seed, steps, guidance, on_step=on_step)
+
     def stats(self) -> dict[str, Any]:
         return {
             "device": str(self.device),

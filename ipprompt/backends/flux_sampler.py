@@ -248,3 +248,47 @@ class FluxFillSampler:
         z = self._unpack(state.latents, state)
         image = self.pipe.vae.decode(z, return_dict=False)[0]
         return self.pipe.image_processor.postprocess(image, output_type="pil")[0]
+
+    @torch.inference_mode()
+    def refine(self, image: Image.Image, encoding: PromptEncoding, strength: float, seed: int, steps: int, guidance: float,
+               on_step: Any = None) -> Image.Image:
+        """Image-to-image through ``FluxFillPipeline.__call__`` with ``strength`` and an all-white mask.
+
+        The pipeline noises the image's latents to the schedule's point ``strength`` and
+        denoises from there; white masks everything, so the whole image is re-drawn from that
+        noisy start (its composition and colours survive at low strength). A private copy of the
+        scheduler keeps the candidates' shared one untouched (the pipeline moves its begin index).
+        """
+        pipe = self.pipe
+        width, height = image.size
+        multiple = pipe.vae_scale_factor * 2
+        if width % multiple or height % multiple:
+            raise ValueError(f"image {width}x{height} is not a multiple of {multiple} px")
+        mask = Image.new("L", image.size, 255)
+
+        def counted(_pipe: Any, _i: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            self.transformer_calls += 1  # one transformer evaluation per step (guidance is embedded)
+            if on_step is not None:
+                on_step()
+            return {}
+
+        shared, pipe.scheduler = pipe.scheduler, copy.deepcopy(pipe.scheduler)
+        try:
+            out = pipe(
+                prompt_embeds=encoding.prompt_embeds,
+                pooled_prompt_embeds=encoding.pooled_prompt_embeds,
+                image=image.convert("RGB"),
+                mask_image=mask,
+                height=height,
+                width=width,
+                strength=strength,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                generator=torch.Generator(device="cpu").manual_seed(seed),
+                output_type="pil",
+                callback_on_step_end=counted,
+                max_sequence_length=512,
+            )
+        finally:
+            pipe.scheduler = shared
+        return out.images[0]

@@ -88,5 +88,11 @@ class PreviewBackend:
         assert handle.image is not None
         return handle.image
 
+    def refine(
+        self, image: Image.Image, prompt: str, strength: float, seed: int, steps: int, guidance: float, on_step: StepCallback | None = None
+    ) -> Image.Image:
+        """No model to re-detail with: the (already enlarged) image as it is, so preview runs plan the pass."""
+        return image.convert("RGB").copy()
+
     def stats(self) -> dict[str, Any]:
         return {"device": "cpu", "dtype": None, "offload": None, "quantize": None, "compile": False}

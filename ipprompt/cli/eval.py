@@ -14,7 +14,6 @@ from ipprompt.cli.helptext import default
 from ipprompt.cli.console import console, err_console, fail
 from ipprompt.errors import IppromptError
 from ipprompt.evaluate.results import DEFAULT_DINO, THEME_TOP_K
-from ipprompt.story.loading import DEFAULT_ENCODER
 
 EVAL_HELP = f"""Measure finished run folders: text alignment, theme fidelity, consistency and cost.
 

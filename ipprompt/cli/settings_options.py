@@ -18,13 +18,14 @@ import typer
 
 GENERATION = "Generation settings (remembered by the run folder)"
 MACHINE = "Machine (remembered by the run folder)"
+PRINT = "Print pass (remembered by the run folder)"
 
 
 def _opt(*flags: str, help: str, panel: str = GENERATION, metavar: str | None = None, **kw: Any) -> Any:
     return typer.Option(None, *flags, help=help, rich_help_panel=panel, metavar=metavar, **kw)
 
 
-METAVARS = {"model": "ID", "encoder": "ID", "loras": "SPEC", "rungs": "LIST", "cache": "NAME[:T]"}
+METAVARS = {"model": "ID", "encoder": "ID", "loras": "SPEC", "rungs": "LIST", "cache": "NAME[:T]", "upscaler": "PATH"}
 
 
 def _with_default(name: str, kind: Any, option: Any) -> Any:
@@ -83,6 +84,11 @@ SETTINGS_OPTIONS: dict[str, tuple[Any, Any]] = {
     "tile": (Optional[int], _opt(help="Pixels per grid cell, multiple of 16.")),
     "grid": (Optional[int], _opt(help="Cells per side: 2 or 3.")),
     "shape": (Optional[str], _opt(help="Panels' shape: square, wide or tall.")),
+    "upscale": (Optional[int], _opt(help="Print pass: enlarge each chosen panel 2, 3 or 4 times and re-detail it with FLUX Fill (1: off).", panel=PRINT)),
+    "upscale_strength": (Optional[float], _opt(help="Share of the schedule the print pass re-draws (0: enlargement only, no FLUX).", panel=PRINT)),
+    "upscale_tile": (Optional[int], _opt(help="Largest side FLUX re-details at once, in px (multiple of 16).", panel=PRINT)),
+    "upscale_overlap": (Optional[int], _opt(help="Px shared by neighbouring tiles, blended without a seam.", panel=PRINT)),
+    "upscaler": (Optional[str], _opt(help="ESRGAN/SwinIR-class model (.safetensors or .pth, through spandrel) that enlarges before the FLUX pass.", panel=PRINT)),
     "device": (Optional[str], _opt(help="auto, cpu, cuda or cuda:N.", panel=MACHINE)),
     "offload": (Optional[str], _opt(help="none, model or sequential.", panel=MACHINE)),
     "quantize": (Optional[str], _opt(help="none, fp8 or nf4.", panel=MACHINE)),

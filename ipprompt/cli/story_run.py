@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.markup import escape
@@ -109,17 +109,26 @@ def _dry_run(story_path: Path, out: Optional[Path], panels: Optional[str], optio
         plan = dry_run(story, settings.model_copy(update={"backend": "flux-fill"}), numbers, device=settings.device, compiled=settings.compile)
         proj = plan["projection"]
     table = Table(title=escape(title), title_justify="left")
-    for col in ("panel", "elements", "first round", "NFE (at most)", "projected"):
+    upscale = settings.upscale > 1  # print-resolution pass: its own columns, included in the totals
+    for col in ("panel", "elements", "first round", "NFE (at most)", "projected") + (("print pass NFE", "print pass") if upscale else ()):
         table.add_column(col, justify="right")
     sps = proj.seconds_per_step
+    passes = plan.get("upscale_seconds")
     for b in plan["panels"]:
-        table.add_row(str(b.number), str(b.elements), str(b.arrangements), str(b.nfe), "-" if sps is None else f"{b.nfe * sps:.1f}s")
-    table.add_row("all", "", "", str(plan["total_nfe"]), "-" if plan["seconds"] is None else f"{plan['seconds'] / 60:.1f} min", style="bold")
+        row = [str(b.number), str(b.elements), str(b.arrangements), str(b.nfe), "-" if sps is None else f"{b.nfe * sps:.1f}s"]
+        if upscale:
+            row += [f"{b.upscale_tiles} x {b.upscale_nfe // max(b.upscale_tiles, 1)}" if b.upscale_tiles else "0", "-" if passes is None else f"{passes[b.number]:.1f}s"]
+        table.add_row(*row)
+    total = ["all", "", "", str(plan["search_nfe"] if upscale else plan["total_nfe"]), "-" if plan["seconds"] is None else f"{plan['seconds'] / 60:.1f} min"]
+    table.add_row(*total, *((str(plan["upscale_nfe"]), "-" if passes is None else f"{sum(passes.values()):.1f}s") if upscale else ()), style="bold")
     console.print(table)
     for line in rung_lines(plan["panels"]):
         console.print(escape(line), soft_wrap=True)
     for note in settings.legacy_notes:
         console.print(escape(f"note: {note}"), soft_wrap=True)
+    if upscale:
+        how = f"strength {settings.upscale_strength:g}, tiles of at most {settings.upscale_tile} px" if settings.upscale_strength > 0 else "enlargement only, no FLUX"
+        console.print(escape(f"Print pass: {settings.upscale}x ({how}); with it, {plan['total_nfe']} NFE in all. The total time includes it."))
     if settings.lora_specs:
         console.print("LoRAs: " + escape(", ".join(settings.lora_specs)))
     if sps is None:

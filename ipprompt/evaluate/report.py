@@ -18,7 +18,6 @@ import numpy as np
 from PIL import Image
 
 from ipprompt.backends.registry import runs_no_model
-from ipprompt.images import ImageRejected, open_image
 from ipprompt.runfolder.safepath import inside_or_none
 from ipprompt.errors import IppromptError, ModelUnavailable
 from ipprompt.dvp.pruning import search_label
@@ -138,6 +137,14 @@ def evaluate_run(run_dir: str | Path, clip: Any, dino: Any, *, k: int = metrics.
             continue
         panels.append(panel)
         images.append(image)
+    # The print pass: scores stay at the grid's size, comparable with runs without it
+    printed = [p.number for p in panels if p.upscale is not None]
+    if printed:
+        notes.append(
+            f"Panel{'s' if len(printed) != 1 else ''} {', '.join(map(str, printed))} also "
+            f"{'have' if len(printed) != 1 else 'has'} a print-pass image; eval scores the grid-size image the search chose "
+            "(panels/NN.png), so the scores compare with runs without the pass."
+        )
     if not panels:
         raise IppromptError(
             f"{root} has no finished panels to evaluate.",

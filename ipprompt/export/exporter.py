@@ -13,6 +13,7 @@ from pathlib import Path
 from ipprompt.errors import IppromptError
 from ipprompt.export.formats import check_output_file, check_pages_folder, write_cbz, write_page_files, write_pdf
 from ipprompt.export.pages import character_names, make_book, page_spec
+from ipprompt.export.resolution import shortfall_warning, under_resolved
 from ipprompt.export.sizes import DEFAULT_DPI, DEFAULT_PAGE_SIZE
 from ipprompt.runfolder.manifest import RunManifest, read_manifest
 
@@ -36,12 +37,13 @@ class ExportResult:
     pending: int = 0
     # Done panels drawn as "IMAGE MISSING": their image file is missing, corrupt or outside the run.
     damaged: dict[int, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # e.g. panels the page enlarges (under-resolved)
 
     def warnings(self) -> list[str]:
-        """One line per done panel whose image could not be drawn, naming it and why."""
+        """One line per done panel whose image could not be drawn, naming it and why, then the notes."""
         return [f"Panel {n}: its image is {why}; drawn as IMAGE MISSING." for n, why in sorted(self.damaged.items())] + (
             ["Remake them: `ipprompt story run STORY --out RUN` (a corrupt or missing panel is made again)."] if self.damaged else []
-        )
+        ) + self.notes
 
 
 def export_run(
@@ -70,6 +72,9 @@ def export_run(
     # each at the default size and dpi) and shared by all formats instead of drawn per format.
     pages = list(book.pages())
     result = ExportResult(len(pages), pending=sum(1 for a in book.arts if a.status != "done"), damaged=damaged_panels(root, manifest))
+    warning = shortfall_warning(under_resolved(book), spec.dpi)
+    if warning:
+        result.notes.append(warning)
     title = manifest.story.title
     if pdf is not None:
         write_pdf(Path(pdf), pages, dpi=spec.dpi, title=title)

@@ -109,6 +109,9 @@ def panels_of(run_dir: Path, manifest: RunManifest) -> list[PanelArt]:
             name = d.name or (known.get("name") if isinstance(known, dict) else None) or d.speaker
             dialogue.append(Line(d.text, str(name or "")))
         image = safe_panel_path(run_dir, p.image) if p.done else None
+        # The print pass's large panel when there is one (it was made from this very image).
+        if image is not None and p.upscale is not None:
+            image = safe_panel_path(run_dir, p.upscale.image) or image
         arts.append(PanelArt(p.number, p.shape, p.prompt, p.caption, tuple(dialogue), image, p.status))
     return arts
 

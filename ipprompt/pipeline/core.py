@@ -132,6 +132,14 @@ class ReferenceEmbeddings:
         return np.stack([self.known[r.sha256] for r in refs])
 
 
+def prompt_texts(jobs: Sequence[PanelJob]) -> list[str]:
+    """Every text the generator will encode for ``jobs``: the panels' prompts and their print passes'
+    (encoded together before the text encoders are freed)."""
+    from ipprompt.upscale.apply import pass_texts
+
+    return [j.text for j in jobs] + pass_texts(list(jobs))
+
+
 class PanelMaker:
     """A generator and a scorer that make panels: the same object in this process and on a worker."""
 

@@ -14,6 +14,7 @@ is reported as unknown rather than guessed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,10 @@ class PanelBudget:
     schedule: Schedule | None = None  # the rungs at this panel's canvas (None: every candidate to the end)
     canvas: tuple[int, int] = (0, 0)
     tried: int = 0  # arrangements at most, refinements included
+    # Print-resolution pass (ipprompt.upscale): tiles x steps per tile, at tiles of about ``upscale_side``² px.
+    upscale_tiles: int = 0
+    upscale_nfe: int = 0
+    upscale_side: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,35 @@ def panel_budgets(story: Story, settings: Generation, numbers: list[int]) -> lis
         schedule = schedules[canvas]
         nfe = 0 if not backend_spec(settings.backend).denoises else method.budget(search, arrangements, schedule)
         tried = search.arrangements(arrangements) if method.rungs else arrangements
-        out.append(PanelBudget(n, elements, arrangements, nfe, schedule if schedule.rungs else None, canvas, tried))
+        tiles, pass_nfe, side = _pass_budget(story, settings, n)
+        out.append(PanelBudget(n, elements, arrangements, nfe, schedule if schedule.rungs else None, canvas, tried, tiles, pass_nfe, side))
+    return out
+
+
+def _pass_budget(story: Story, settings: Generation, number: int) -> tuple[int, int, int]:
+    """(tiles, NFE, tile side of equal area) of a panel's print pass; zeros when off or no FLUX runs."""
+    from ipprompt.dvp.grid import shape_tile
+    from ipprompt.pipeline.plan import panel_shape
+    from ipprompt.upscale.pass_result import PassSettings, pass_cost
+
+    if not backend_spec(settings.backend).denoises:
+        return 0, 0, 0
+    width, height = shape_tile(settings.tile, panel_shape(story, settings, number))
+    tiles, nfe, (tw, th) = pass_cost(PassSettings.of(settings), width, height)
+    return tiles, nfe, round(math.sqrt(tw * th))
+
+
+def pass_seconds(budgets: list[PanelBudget], gpu: str | None) -> dict[int, float] | None:
+    """Projected seconds of each panel's print pass (None without a measured GPU)."""
+    out: dict[int, float] = {}
+    for b in budgets:
+        if not b.upscale_nfe:
+            out[b.number] = 0.0
+            continue
+        sps = seconds_per_step(gpu, b.upscale_side).seconds_per_step
+        if sps is None:
+            return None
+        out[b.number] = b.upscale_nfe * sps
     return out
 
 
@@ -116,13 +149,23 @@ def dry_run(story: Story, settings: Generation, numbers: list[int], device: str 
     """Planned NFE per panel and in total, and the projected time on this machine's GPU."""
     budgets = panel_budgets(story, settings, numbers)
     canvas = settings.grid * settings.tile
-    projection = seconds_per_step(detect_gpu(device), canvas, compiled)
-    total = sum(b.nfe for b in budgets)
-    seconds = None if projection.seconds_per_step is None else total * projection.seconds_per_step
+    gpu = detect_gpu(device)
+    projection = seconds_per_step(gpu, canvas, compiled)
+    search_total = sum(b.nfe for b in budgets)
+    upscale_nfe = sum(b.upscale_nfe for b in budgets)  # print pass, at its own tile size
+    total = search_total + upscale_nfe
+    upscale = pass_seconds(budgets, gpu)
+    seconds = None if projection.seconds_per_step is None or upscale is None else search_total * projection.seconds_per_step + sum(upscale.values())
     # Without a known GPU, the first measured one gives a yardstick.
-    reference = None if seconds is not None else seconds_per_step(next(iter(SECONDS_PER_STEP)), canvas, compiled)
-    reference_seconds = None if reference is None or reference.seconds_per_step is None else total * reference.seconds_per_step
+    known = next(iter(SECONDS_PER_STEP))
+    reference = None if seconds is not None else seconds_per_step(known, canvas, compiled)
+    reference_upscale = pass_seconds(budgets, known)
+    reference_seconds = (
+        None if reference is None or reference.seconds_per_step is None or reference_upscale is None
+        else search_total * reference.seconds_per_step + sum(reference_upscale.values())
+    )
     return {
         "panels": budgets, "total_nfe": total, "canvas": canvas, "projection": projection, "seconds": seconds,
         "reference": reference, "reference_seconds": reference_seconds,
+        "search_nfe": search_total, "upscale_nfe": upscale_nfe, "upscale_seconds": upscale,
     }

@@ -41,6 +41,7 @@ from ipprompt.progress import RunProgress, SilentProgress
 from ipprompt.runfolder.folder import RunFolder, overlay_fields, pending_entry
 from ipprompt.runfolder.manifest import RunManifest, StoryInfo
 from ipprompt.story.loading import Story, load_story
+from ipprompt.upscale.checks import check_pass
 
 if TYPE_CHECKING:
     from ipprompt.backends.factory import MachineOptions
@@ -203,6 +204,7 @@ def preflight(
         check_inputs(settings.backend, settings.machine, settings.lora_specs, settings.cache)
     numbers = parse_panel_selection(panels, len(story.panels)) if isinstance(panels, str) else (panels or list(range(1, len(story.panels) + 1)))
     method_problems(story, settings, numbers)  # what the method cannot lay out
+    check_pass(settings)  # the print pass: its upscaler file and spandrel
     recorded = dict(manifest.settings) if manifest is not None and same_story else {}
     return Preflight(story, settings, numbers, {**kept, **given}, recorded, {k: v for k, v in kept.items() if k not in given})
 

@@ -25,7 +25,7 @@ from pydantic import ConfigDict, ValidationError
 
 from ipprompt.backends.factory import MachineOptions
 from ipprompt.errors import IppromptError
-from ipprompt.story.schema import FAST_DEFAULTS, Generation
+from ipprompt.story.schema import FAST_DEFAULTS, PRINT_PASS_KEYS, Generation
 
 # Option names that differ from their field's name (a repeatable ``--lora`` fills ``loras``).
 OPTION_NAMES = {"loras": "lora"}
@@ -95,7 +95,7 @@ def differences(settings: RunSettings, recorded: Mapping[str, Any]) -> list[str]
     """Settings whose value differs from what the run folder recorded, pixel-deciding ones only."""
     out = []
     for name in RunSettings.model_fields:
-        if name in MACHINE_FIELDS and name not in ("quantize", "vae_tiling"):
+        if (name in MACHINE_FIELDS and name not in ("quantize", "vae_tiling")) or name in PRINT_PASS_KEYS:
             continue
         if name not in recorded:
             continue

@@ -127,6 +127,27 @@ class LoraEntry(_Model):
     scale: float = 1.0
 
 
+class UpscaleEntry(_Model):
+    """The print-resolution pass of a panel: the large image, how it was made and what it cost."""
+
+    key: str  # ``upscale_key``: pass settings + generator + the grid-size image's sha256
+    image: str  # the large panel, relative to the run folder (``panels/NN-print.png``)
+    source_sha256: str  # the grid-size image it was made from
+    factor: int
+    strength: float
+    tile: int
+    overlap: int
+    tiles: int = 0  # FLUX calls (0: enlargement only)
+    steps: int = 0  # denoising steps per tile
+    width: int = 0
+    height: int = 0
+    upscaler: str | None = None  # the model's file name, architecture and scale; None: Lanczos
+    upscaler_sha256: str | None = None
+    backend: str | None = None  # the generator that re-detailed (None: strength 0)
+    nfe: int = 0
+    seconds: float = 0.0
+
+
 class PanelEntry(_Model):
     """A panel: its story text (always as the story says now) and, when done, how it was made."""
 
@@ -174,6 +195,7 @@ class PanelEntry(_Model):
     nfe: int = 0
     seconds: float = 0.0
     peak_gpu_bytes: int | None = None
+    upscale: UpscaleEntry | None = None  # print-resolution pass (its NFE and seconds are not in ``nfe``/``seconds``)
 
     @property
     def done(self) -> bool:

@@ -33,6 +33,7 @@ from ipprompt.runfolder.manifest import (
     RefEntry,
     Scores,
 )
+from ipprompt.runfolder.print_writes import retire_print_image
 from ipprompt.runfolder.store import write_record
 from ipprompt.runfolder.safepath import UnsafePath
 
@@ -46,11 +47,8 @@ if TYPE_CHECKING:
     from ipprompt.runfolder.folder import RunFolder
 
 THUMB_PX = 256
-# Visual prompts of candidates that were not chosen: the inspector shows them as thumbnails with a
-# zoom, and the exact canvas can be rebuilt from the arrangement and the references, so a JPEG at
-# half size says all they have to say at a fraction of a full-size PNG's encoding time (a 1536 px
-# grid PNG costs ~0.3 s; a panel has up to 10 grids). The chosen one stays full-size and lossless:
-# it is the exact visual prompt of the panel.
+# Visual prompts of candidates not chosen are shown as thumbnails (and can be rebuilt from their
+# arrangement), so a half-size JPEG beats a 1536 px PNG's ~0.3 s encoding; the chosen one stays lossless.
 GRID_PREVIEW_SIDE = 768
 GRID_PREVIEW_QUALITY = 85
 
@@ -147,6 +145,7 @@ class PanelWrites:
         if image.is_file() and image.stat().st_size == len(data) and image.read_bytes() == data:
             return  # shown already: nothing is replaced, nothing written
         self.keep_current_image(entry, candidates_count=not to_history)
+        retire_print_image(self, entry.number, stem=entry.upscale.key if entry.upscale else None)  # made from the old image
         atomic_write_bytes(image, data)
 
     def change_done_panel(self: "RunFolder", number: int, change: Callable[[PanelEntry], PanelEntry]) -> PanelEntry:
@@ -191,7 +190,7 @@ class PanelWrites:
             previous = seen.get("old")
             if newer["made or making"]:
                 return
-            image = self.panel_image(number)
+            image, history = self.panel_image(number), None
             if image.is_file():
                 stem = (previous.key if previous is not None else None) or _stamp()
                 if image_file_problem(image) is not None:
@@ -199,6 +198,7 @@ class PanelWrites:
                 history = self.history_path(number, stem)
                 history.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(image, history)
+            retire_print_image(self, number, paired=history, stem=previous.key if previous is not None else None)
             pdir = self.panel_dir(number)
             if pdir.is_dir():
                 shutil.rmtree(pdir, ignore_errors=True)
@@ -347,6 +347,7 @@ class PanelWrites:
                 os.replace(cand_path, preview_path)
             atomic_write_bytes(cand_path, cell)
             self.keep_current_image(entry)
+            retire_print_image(self, number, stem=entry.upscale.key if entry.upscale else None)
             atomic_write_bytes(self.panel_image(number), cell)
             candidates = []
             for c in entry.candidates:
@@ -366,6 +367,7 @@ class PanelWrites:
                 picked_by="author",
                 picked_from_history=None,
                 pick_to_finish=None,
+                upscale=None,  # made from the replaced image; the run's pass remakes it
                 shape=finished.shape,
                 nfe=entry.nfe + finished.nfe,
                 seconds=round(entry.seconds + finished.seconds, 3),

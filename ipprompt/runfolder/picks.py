@@ -50,7 +50,8 @@ def _panel(manifest: RunManifest, run_dir: Path, number: int) -> PanelEntry:
 def _with_chosen(entry: PanelEntry, chosen: int | None, **update: object) -> PanelEntry:
     """The entry with ``chosen`` as the panel's candidate (None: the image is not a candidate)."""
     candidates = [c.model_copy(update={"chosen": c.index == chosen}) for c in entry.candidates]
-    return entry.model_copy(update={"candidates": candidates, "chosen": chosen, **update})
+    # upscale=None: the large image was made from the image this choice replaces (the next run remakes it).
+    return entry.model_copy(update={"candidates": candidates, "chosen": chosen, "upscale": None, **update})
 
 
 def _change_panel(run_dir: Path, number: int, change: Callable[[RunFolder, PanelEntry], PanelEntry]) -> PanelEntry:
@@ -146,6 +147,7 @@ def history(run_dir: str | Path, number: int) -> list[HistoryImage]:
     now = current.read_bytes() if current.is_file() else None
     # A link in history/ that leads out of the run folder is no earlier image of this panel.
     files = [p for p in folder.history_dir().glob(f"{number:02d}-*.png") if inside_or_none(folder.root, folder.rel(p)) is not None and p.is_file()]
+    files = [p for p in files if not p.name.endswith(".print.png")]  # large panels: kept beside, not restorable as the grid image
     files.sort(key=lambda p: (p.stat().st_mtime, p.name))
     out = []
     for path in files:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 DEFAULT_MODEL = "black-forest-labs/FLUX.1-Fill-dev"
+# [generation] keys of the print pass: its own key decides when it is redone, so a change to them
+# remakes no panel (and is not announced as one that would).
+PRINT_PASS_KEYS = ("upscale", "upscale_strength", "upscale_tile", "upscale_overlap", "upscaler")
 DEFAULT_ENCODER = "openai/clip-vit-base-patch32"
 SEARCH_MODES = ("pruned", "exhaustive")
 METHODS = ("dvp", "reference")
@@ -94,6 +97,34 @@ class Generation(_Strict):
     fast: bool = False
     fast_lora: str = Field(DEFAULT_FAST_LORA, min_length=1)
     loras: list[str] = []
+    # The print-resolution pass (ipprompt.upscale): after the search, never part of the panel key.
+    upscale: Literal[1, 2, 3, 4] = 1  # 1: off; N: the chosen panel enlarged N times and re-detailed
+    upscale_strength: float = Field(0.35, ge=0.0, le=1.0)  # 0: enlargement only (Lanczos or upscaler)
+    upscale_tile: int = Field(1024, ge=256, le=2048)  # largest side FLUX re-details at once
+    upscale_overlap: int = Field(128, ge=16, le=1024)  # tiles share this many px, blended with a cosine ramp
+    upscaler: str | None = Field(None, min_length=1)  # ESRGAN/SwinIR-class model file, loaded through spandrel
+
+    @field_validator("upscale_tile", "upscale_overlap")
+    @classmethod
+    def _pass_multiple_of_16(cls, v: int) -> int:
+        if v % 16:
+            raise ValueError(f"must be a multiple of 16 (FLUX works on 16 px blocks); try {v - v % 16 or 16} or {v - v % 16 + 16}")
+        return v
+
+    @field_validator("upscale_overlap")
+    @classmethod
+    def _pass_overlap(cls, v: int, info: ValidationInfo) -> int:
+        tile = info.data.get("upscale_tile")
+        if isinstance(tile, int) and v * 2 > tile:
+            raise ValueError(f"at most half of upscale_tile ({tile // 2})")
+        return v
+
+    @field_validator("upscaler")
+    @classmethod
+    def _pass_upscaler(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and info.data.get("upscale", 1) == 1:
+            raise ValueError("needs upscale = 2, 3 or 4 (the factor the model's output is brought to)")
+        return v
 
     @field_validator("backend")
     @classmethod

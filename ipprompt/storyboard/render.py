@@ -308,6 +308,11 @@ def _panel_view(panel: PanelEntry, manifest: RunManifest, url: UrlFor, run_arg: 
     p["generator"] = str("preview backend (no model)" if runs_no_model(made_with.get("backend")) else made_with.get("model") or "")
     p["anchor"] = f"panel-{panel.number}"
     add_pick_views(p, panel, run_arg)
+    # The print pass: the page keeps the grid-size image as its thumbnail; the large
+    # panel is what the frame links to, what HiDPI screens load (srcset) and what the lightbox shows.
+    up = panel.upscale
+    p["print_url"] = url(up.image) if up is not None and p["done"] and p["frame_url"] == p["image_url"] else None
+    p["print_x"] = up.factor if up is not None else None
     return p
 
 

@@ -4,7 +4,8 @@ What happens to each panel (keep, keep the author's pick, finish a picked previe
 decided by ``ipprompt.pipeline.core.decide``, and panels are made by a ``PanelMaker``: the same
 code a Ray worker runs. The generator loads only when a panel is left to make; every prompt of the
 run is encoded once before the first panel and the text encoders are freed (continuity runs too).
-Each made panel is committed by a background writer while the next one is made.
+Each made panel is committed by a background writer while the next one is made; the print pass
+(``ipprompt.upscale``), when asked for, follows each panel.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ipprompt.pipeline.core import Action, PanelMaker, decide, theme_embeddings
+from ipprompt.pipeline.core import Action, PanelMaker, decide, prompt_texts, theme_embeddings
 from ipprompt.pipeline.plan import PanelJob
 from ipprompt.progress import RunProgress
 from ipprompt.runfolder.folder import RunFolder
 from ipprompt.runfolder.manifest import RunManifest
+from ipprompt.upscale.apply import apply_upscale_pass
 
 if TYPE_CHECKING:
     from ipprompt.backends.base import Backend
@@ -73,15 +75,17 @@ class LocalRunner:
             if decision.action in (Action.KEEP, Action.KEEP_PICKED):
                 (outcome.kept_picked if decision.action is Action.KEEP_PICKED else outcome.reused).append(job.number)
                 self.progress.start_panel(job.number, decision.label)
+                self._print_pass(job, jobs[i:])
                 self.progress.end_panel(reused=True)
                 continue
-            self.maker.ready([j.text for j in jobs[i:]])
+            self.maker.ready(prompt_texts(jobs[i:]))
             embeddings = theme_embeddings(self.library, job)
             if decision.action is Action.FINISH_PICK:
                 assert decision.old is not None and decision.old.pick_to_finish is not None
                 self.progress.start_panel(job.number, f"finishing picked candidate #{decision.old.pick_to_finish}")
                 finished = self.maker.finish(job, decision.old, embeddings, self.progress)
                 self.folder.commit_finished_pick(job.number, finished)
+                self._print_pass(job, jobs[i:])
                 outcome.finished.append(job.number)
                 self.progress.end_panel(reused=False)
                 continue
@@ -91,5 +95,11 @@ class LocalRunner:
             # Written while the GPU makes the next panel; at most one commit waits at a time.
             self.folder.flush()
             self.folder.commit_async(result)
+            self._print_pass(job, jobs[i:])
             outcome.generated.append(job.number)
             self.progress.end_panel(reused=False)
+
+    def _print_pass(self, job: PanelJob, remaining: Sequence[PanelJob]) -> None:
+        """The print-resolution pass of a made, kept or finished panel (``ipprompt.upscale``): loads
+        the generator only when FLUX must re-detail a panel whose large image is not current."""
+        apply_upscale_pass(self.folder, job, lambda: self.maker.ready(prompt_texts(remaining)), self.progress)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ipprompt.backends.factory import MachineOptions
+from ipprompt.backends.registry import runs_no_model
 from ipprompt.errors import IppromptError
 from ipprompt.pipeline.core import Action, decide, theme_embeddings
 from ipprompt.pipeline.plan import PanelJob
@@ -35,6 +36,7 @@ from ipprompt.pipeline.runners.local import Outcome
 from ipprompt.progress import RunProgress, WorkerState
 from ipprompt.runfolder.folder import RunFolder
 from ipprompt.runfolder.manifest import RunManifest
+from ipprompt.upscale.apply import pass_texts
 
 if TYPE_CHECKING:
     from ipprompt.encoders.clip import ClipEncoder
@@ -177,6 +179,7 @@ class RayRunner:
         self.progress = progress
         self.address = address
         self.workers = workers
+        self._pass_texts: list[str] = []
 
     def run(self, jobs: Sequence[PanelJob], *, force: bool = False, remake_picked: bool = False) -> Outcome:
         from ipprompt.backends.registry import backend_spec
@@ -190,6 +193,7 @@ class RayRunner:
             for text in plan.notes:
                 self.progress.note(text)
             jobs = [rekey(job, plan.dtype) for job in jobs]
+            self._pass_texts = pass_texts(list(jobs))  # the print pass's prompts, kept panels' too
             state = _Schedule(list(jobs), force, remake_picked)
             self._dispatch(state, None)
             while state.pending or state.inflight:
@@ -217,6 +221,7 @@ class RayRunner:
                     if any(j.waiting for j in state.pending):
                         self.folder.flush()  # a continuity panel reads its predecessor's image
                     self._dispatch(state, pool)
+            pool = self._print_passes(ray, plan, jobs, pool)
             if pool is not None:
                 pool.show(self.progress)
         finally:
@@ -233,8 +238,41 @@ class RayRunner:
         waiting = {j.number for j in state.pending}
         heads = sum(1 for j in state.pending if not (j.waiting and j.continuity_from in waiting))
         plan = replace(plan, count=max(1, min(plan.count, heads)))
-        texts = [j.text for j in state.pending]
+        texts = [j.text for j in state.pending] + self._pass_texts
         return WorkerPool(ray, plan, self.settings, texts, self.encoder is not None)
+
+    def _print_passes(self, ray: Any, plan: WorkerPlan, jobs: Sequence[PanelJob], pool: "WorkerPool | None") -> "WorkerPool | None":
+        """Every panel's pass once its panel is committed: enlargement alone (or the preview
+        backend) here on the driver, FLUX re-detailing on the workers (started if none is)."""
+        from ipprompt.upscale.apply import PassTask, commit_pass, compute_pass, plan_pass
+
+        tasks = [t for t in (plan_pass(self.folder, j) for j in jobs) if isinstance(t, PassTask)]
+        remote = [t for t in tasks if t.settings.uses_flux and not runs_no_model(self.settings.backend)]
+        local = None
+        for task in tasks:
+            if task not in remote:
+                if task.settings.uses_flux and local is None:  # a backend that runs no model: cheap here
+                    from ipprompt.backends.factory import create_backend
+
+                    local = create_backend(self.settings, self.progress.note)
+                commit_pass(self.folder, compute_pass(task, local if task.settings.uses_flux else None))
+        if not remote:
+            return pool
+        if pool is None:
+            pool = WorkerPool(ray, replace(plan, count=max(1, min(plan.count, len(remote)))), self.settings, self._pass_texts, False)
+        inflight: dict[Any, int] = {}
+        waiting = list(remote)
+        while waiting or inflight:
+            while waiting and pool.idle:
+                slot = pool.idle.pop(0)
+                inflight[pool.actors[slot].print_pass.remote(waiting.pop(0))] = slot
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=POLL_S)
+            pool.show(self.progress)
+            for ref in ready:
+                slot = inflight.pop(ref)
+                commit_pass(self.folder, _result(ray, ref, None, slot))
+                pool.idle.append(slot)
+        return pool
 
     def _dispatch(self, state: "_Schedule", pool: WorkerPool | None) -> None:
         """Keep what ``decide`` keeps, and send the rest to idle workers, in story order."""
@@ -286,7 +324,7 @@ def rekey(job: PanelJob, dtype: str | None) -> PanelJob:
     return replace(job, machine_key={**job.machine_key, "dtype": dtype})
 
 
-def _result(ray: Any, ref: Any, job: PanelJob, slot: int) -> Any:
+def _result(ray: Any, ref: Any, job: PanelJob | None, slot: int) -> Any:
     """A worker's result; a user error raised on the worker is raised here as itself."""
     try:
         return ray.get(ref)
@@ -296,6 +334,6 @@ def _result(ray: Any, ref: Any, job: PanelJob, slot: int) -> Any:
         raise
     except ray.exceptions.RayActorError:
         raise IppromptError(
-            f"Worker {slot + 1} died {TASK_RETRIES + 1} times while making panel {job.number}.",
+            f"Worker {slot + 1} died {TASK_RETRIES + 1} times while making " + (f"panel {job.number}." if job is not None else "a print pass."),
             "Finished panels are kept. Look at the Ray logs (/tmp/ray/session_latest/logs on the worker's node), then run the command again.",
         ) from None

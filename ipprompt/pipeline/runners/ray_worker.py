@@ -27,6 +27,7 @@ from ipprompt.runfolder.manifest import PanelEntry
 
 if TYPE_CHECKING:
     from ipprompt.pipeline.execute import PanelResult
+    from ipprompt.upscale.apply import PassDone, PassTask
     from ipprompt.pipeline.finish_pick import FinishedPick
     from ipprompt.pipeline.settings import RunSettings
 
@@ -166,3 +167,15 @@ class PanelWorker:
         finished = self.maker.finish(job, entry, embeddings, _Reporter(self, job.number))
         self.post("idle")
         return finished
+
+    def print_pass(self, task: "PassTask") -> "PassDone":
+        """Run one panel's print pass (``ipprompt.upscale``) on this worker's generator."""
+        from ipprompt.upscale.apply import compute_pass
+
+        self.load()
+        assert self.maker is not None and self.maker.backend is not None
+        reporter = _Reporter(self, task.number)
+        self.post(f"panel {task.number}: print pass {task.settings.factor}x", task.number)
+        done = compute_pass(task, self.maker.backend, device=self._device(), on_step=reporter.step)
+        self.post("idle")
+        return done
