@@ -20,7 +20,11 @@ def make_run(story: Path, panels: str = "1-3", **extra: Any) -> Path:
 
 
 def manifest(run_dir: Path) -> dict[str, Any]:
-    return json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    """The run's whole manifest as JSON: ``manifest.json`` is an index, each done panel's full entry
+    (candidates, settings) is its record ``panels/NN/panel.json``; ``read_manifest`` joins them."""
+    from ipprompt.runfolder.manifest import read_manifest
+
+    return json.loads(read_manifest(run_dir).model_dump_json())
 
 
 def panel(run_dir: Path, number: int) -> dict[str, Any]:

@@ -327,7 +327,7 @@ def test_the_references_example_frame_gives_the_references_prompt(example_copy: 
     result = run_story(_example_story(example_copy.parent), out=tmp_path / "p", backend="preview", encoder="no-such-local-encoder")
     panel = result.manifest.panel(1)
     assert panel is not None and panel.text == EXAMPLE_PROMPT
-    assert all(c.prompt == EXAMPLE_PROMPT for c in panel.candidates) and len(panel.candidates) == 6
+    assert all(panel.candidate_prompt(c) == EXAMPLE_PROMPT for c in panel.candidates) and len(panel.candidates) == 6
     assert panel.settings["steps"] == 50, "the reference's own step count"
 
 

@@ -43,13 +43,14 @@ def test_cli_run_and_studio_reroll_lose_nothing(example_copy: Path, monkeypatch:
     run_dir = make_run(example_copy, panels="1-3")
     before = {n: pixels(run_dir / "panels" / f"{n:02d}.png") for n in (1, 2, 3)}
     committed: list[tuple[int, np.ndarray]] = []
-    original = RunFolder._replace_panel_image
+    original = RunFolder.commit
 
-    def recording(self: RunFolder, number: int, image, key):  # type: ignore[no-untyped-def]
-        committed.append((number, np.asarray(image.convert("RGB")).copy()))
-        return original(self, number, image, key)
+    def recording(self: RunFolder, result):  # type: ignore[no-untyped-def]
+        # Every panel the studio makes is committed here (the CLI is another process).
+        committed.append((result.job.number, np.asarray(result.search.image.convert("RGB")).copy()))
+        return original(self, result)
 
-    monkeypatch.setattr(RunFolder, "_replace_panel_image", recording)
+    monkeypatch.setattr(RunFolder, "commit", recording)
     if not wait:
         monkeypatch.setattr(jobs_module, "folder_busy", lambda root: False)
     studio = Studio(run_dir, example_copy, run_options=OPTIONS)
