@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -78,7 +79,7 @@ class DisagreeingBackend(PreviewBackend):
     stand in here: its tiles come back with the same statistics, so even a hard paste of them
     shows no seam to measure.)"""
 
-    def refine(self, image: Image.Image, prompt: str, strength: float, seed: int, steps: int, guidance: float) -> Image.Image:
+    def refine(self, image: Image.Image, prompt: str, strength: float, seed: int, steps: int, guidance: float, on_step: Any = None) -> Image.Image:
         self.nfe += 1
         offset = np.random.default_rng(seed).uniform(-30, 30, size=3)
         return Image.fromarray(np.clip(np.asarray(image, dtype=float) + offset, 0, 255).round().astype(np.uint8))
@@ -235,7 +236,7 @@ def test_changing_only_upscale_re_runs_only_the_pass(upscaled_run: tuple[Path, i
     nfe = flux.nfe
     run_story(story, out=run, panels="2", backend_instance=flux, upscale=3, upscale_tile=384, upscale_overlap=64, **TINY)
     assert flux.nfe == nfe and read_manifest(run).panel(2).upscale == up
-    run_story(story, out=run, panels="2", backend_instance=flux, **TINY)
+    run_story(story, out=run, panels="2", backend_instance=flux, upscale=1, **TINY)  # the folder remembers 3 unless told
     off = read_manifest(run).panel(2)
     assert off is not None and off.upscale is None and off.key == before.key and not (run / "panels" / "02-print.png").exists()
     assert len(list((run / "history").glob("02-*.print.png"))) == 2
@@ -289,7 +290,7 @@ def test_upscaler_alone_needs_no_generator(story: Path, tmp_path: Path, capsys: 
     model = tiny_upscaler(tmp_path / "x4.pth", 4)
     run = tmp_path / "run"
     made = run_cli(capsys, "story", "run", str(story), "--out", str(run), "--panels", "2", "--backend", "preview", "--tile", "256",
-                   "--candidates", "2", "--rounds", "0", "--keep", "2")
+                   "--candidates", "2", "--rounds", "0", "--finish", "2")
     assert made.exit_code == 0, made.output
 
     class NoGenerator(PreviewBackend):
@@ -306,7 +307,8 @@ def test_upscaler_alone_needs_no_generator(story: Path, tmp_path: Path, capsys: 
     missing = run_cli(capsys, "story", "run", str(story), "--out", str(run), "--panels", "2", "--backend", "preview", "--tile", "256",
                       "--upscale", "2", "--upscaler", str(tmp_path / "nope.safetensors"))
     assert missing.exit_code == 2 and "no such file" in missing.stderr
-    alone = run_cli(capsys, "story", "run", str(story), "--out", str(run), "--panels", "2", "--backend", "preview", "--upscaler", str(model))
+    # A new folder (``run`` remembers upscale = 2 by now): --upscaler without --upscale is refused.
+    alone = run_cli(capsys, "story", "run", str(story), "--out", str(tmp_path / "new"), "--panels", "2", "--backend", "preview", "--upscaler", str(model))
     assert alone.exit_code == 2 and "--upscaler" in alone.stderr and "upscale = 2, 3 or 4" in alone.stderr
 
 
@@ -349,9 +351,12 @@ def test_dry_run_adds_the_pass(story: Path, capsys: pytest.CaptureFixture[str]) 
     r = run_cli(capsys, "story", "run", str(story), "--dry-run", "--panels", "1-3", "--upscale", "2")
     assert r.exit_code == 0, r.output
     rows = {row[1].strip(): [c.strip() for c in row] for row in (line.split("│") for line in r.stdout.splitlines()) if len(row) >= 8}
-    # Tile 512, 50 steps, strength 0.35: 18 steps per tile; the wide panel (1472 x 736) takes 2 tiles.
-    assert rows["1"][6] == "2 x 18" and rows["2"][6] == "1 x 18" and rows["all"][6] == "72"
-    assert rows["all"][4] == "288" and "with it, 360 NFE in all" in " ".join(r.stdout.split())
+    # Tile 512, 28 steps (the default budget), strength 0.35: 10 steps per tile (diffusers skips
+    # int(28 - 28 x 0.35) = 18); the wide panel (1472 x 736) takes 2 tiles.
+    assert refine_steps(28, 0.35) == 10
+    assert rows["1"][6] == "2 x 10" and rows["2"][6] == "1 x 10" and rows["all"][6] == "40"
+    search = int(rows["all"][4])
+    assert search == sum(int(rows[n][4]) for n in ("1", "2", "3")) and f"with it, {search + 40} NFE in all" in " ".join(r.stdout.split())
     off = run_cli(capsys, "story", "run", str(story), "--dry-run", "--panels", "1-3")
     assert "print pass" not in off.stdout.lower()
     lanczos = run_cli(capsys, "story", "run", str(story), "--dry-run", "--panels", "1", "--upscale", "2", "--upscale-strength", "0")

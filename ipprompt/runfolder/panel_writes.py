@@ -54,8 +54,7 @@ GRID_PREVIEW_QUALITY = 85
 
 
 def image_file_problem(path: Path) -> str | None:
-    """``ipprompt.images.image_file_problem``, imported when first needed: this module is imported
-    to write a storyboard page, which needs no Pillow."""
+    """``ipprompt.images.image_file_problem``, imported late: a storyboard page needs no Pillow."""
     from ipprompt.images import image_file_problem as check
 
     return check(path)
@@ -74,11 +73,8 @@ class PanelWrites:
 
     # ------------------------------------------------------------------ checks
     def has_files(self: "RunFolder", entry: PanelEntry) -> bool:
-        """Every file the entry names is inside the folder and exists, and the panel image decodes.
-
-        A panel whose image is corrupt (a disk error, a half-copied folder) is not done: the run
-        makes it again, and the corrupt file goes to ``history/`` as ``NN-...-damaged.png``.
-        """
+        """Every file the entry names is inside the folder and exists, and the panel image decodes
+        (a corrupt one is made again; the file goes to ``history/`` as ``NN-...-damaged.png``)."""
         files = [entry.image, entry.mask] + [c.grid for c in entry.candidates]
         try:
             paths = [self.resolve(f) for f in files]
@@ -142,10 +138,11 @@ class PanelWrites:
         """
         data = source.read_bytes()
         image = self.panel_image(entry.number)
+        # A choice forgets the print pass (picks): its large image goes to history with it.
+        retire_print_image(self, entry.number, stem=entry.upscale.key if entry.upscale else None)
         if image.is_file() and image.stat().st_size == len(data) and image.read_bytes() == data:
             return  # shown already: nothing is replaced, nothing written
         self.keep_current_image(entry, candidates_count=not to_history)
-        retire_print_image(self, entry.number, stem=entry.upscale.key if entry.upscale else None)  # made from the old image
         atomic_write_bytes(image, data)
 
     def change_done_panel(self: "RunFolder", number: int, change: Callable[[PanelEntry], PanelEntry]) -> PanelEntry:
