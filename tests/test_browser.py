@@ -35,6 +35,8 @@ import pytest
 from test_render import example_run_dir
 from ipprompt.storyboard.render import render_storyboard
 
+pytestmark = pytest.mark.slow  # a browser: the whole suite runs these, the quick tier does not
+
 VIEWPORT = (1280, 900)
 PHONE = (390, 844)
 PROBE_IMAGES = """

@@ -17,6 +17,8 @@ from test_browser import PHONE, VIEWPORT, Browser, browser  # noqa: F401  (the f
 from test_render import example_run_dir
 from ipprompt.storyboard.render import render_storyboard
 
+pytestmark = pytest.mark.slow  # a browser: the whole suite runs these, the quick tier does not
+
 BOX = "(s => { const r = document.querySelector(s).getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })"
 
 

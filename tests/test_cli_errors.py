@@ -92,6 +92,7 @@ def test_usage_errors_exit_2_with_installed_typer(args: list[str], expected: str
     _assert_usage_error(_run(args), expected)
 
 
+@pytest.mark.slow  # subprocesses: the whole suite runs it, the quick tier does not
 def test_usage_errors_exit_2_with_oldest_declared_typer_and_click(oldest_cli: Path) -> None:
     probe = _run(["--help"], pythonpath=oldest_cli)
     assert probe.returncode == 0, probe.stderr

@@ -121,6 +121,7 @@ def test_sigkill_at_random_moments_never_loses_or_remakes_a_panel(example_copy: 
     _finish_and_check(example_copy, folders[-1], log)
 
 
+@pytest.mark.slow  # subprocesses: the whole suite runs it, the quick tier does not
 def test_sigint_at_random_moments_says_how_to_resume(example_copy: Path, tmp_path: Path) -> None:
     out, log = tmp_path / "run", tmp_path / "log.txt"
     rng = random.Random(7)

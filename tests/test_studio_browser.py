@@ -27,6 +27,8 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Pyt
 from ipprompt.studio.server import Running, prepare  # noqa: E402
 from studio_helpers import OPTIONS, changed_lines, comments, make_run, panel  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a browser: the whole suite runs these, the quick tier does not
+
 REPO = Path(__file__).resolve().parent.parent
 RUN_OPTIONS = {**OPTIONS, "search": "exhaustive"}  # every candidate finished: a pick shows at once
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]

@@ -282,6 +282,7 @@ def test_processes_adding_to_one_theme_at_once_lose_nothing(tmp_path: Path) -> N
         )
 
 
+@pytest.mark.slow  # subprocesses: the whole suite runs it, the quick tier does not
 def test_two_cli_processes_adding_to_one_theme_lose_nothing(tmp_path: Path, tiny_clip_dir: Path) -> None:
     # The real command line, with the encoder, twice at once (slow: each process imports torch).
     set_a = make_images(tmp_path / "a", 12)
