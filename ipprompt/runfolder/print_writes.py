@@ -59,6 +59,13 @@ def set_upscale(folder: "RunFolder", number: int, record: UpscaleEntry | None) -
     return folder.update_panel(number, lambda entry: entry.model_copy(update={"upscale": record}) if entry is not None else None)
 
 
+def forget_print_image(folder: "RunFolder", number: int, *, stem: str | None = None) -> None:
+    """Forget the panel's pass (``upscale = 1``): its large image moves to history, its record goes."""
+    with folder.lock():
+        retire_print_image(folder, number, stem=stem)
+        set_upscale(folder, number, None)
+
+
 def write_print_image(folder: "RunFolder", number: int, image: "Image.Image", record: UpscaleEntry, *, old_key: str | None) -> None:
     """Write a panel's new large image (the one it replaces goes to history first), then its record."""
     with folder.lock():

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ipprompt.backends.registry import runs_no_model
-from ipprompt.images import open_image
+from ipprompt.images import open_image, probe_image
 from ipprompt.runfolder.manifest import RunManifest, UpscaleEntry
-from ipprompt.runfolder.print_writes import print_image_path, retire_print_image, set_upscale, write_print_image
+from ipprompt.runfolder.print_writes import forget_print_image, print_image_path, write_print_image
 from ipprompt.upscale.flux_pass import PassOutput, run_pass
 from ipprompt.upscale.pass_result import PassSettings, pass_key
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ipprompt.pipeline.plan import PanelJob
     from ipprompt.progress import RunProgress
     from ipprompt.runfolder.folder import RunFolder
+
 
 def generator_identity(job: "PanelJob") -> dict[str, Any]:
     """What decides how the generator re-draws: backend, model, LoRAs, dtype, quantization, VAE tiling."""
@@ -46,13 +47,6 @@ def pass_prompt(job: "PanelJob") -> str:
 def pass_texts(jobs: list["PanelJob"]) -> list[str]:
     """Prompts the pass will encode: the runner encodes them with the panels' before freeing the text encoders."""
     return [pass_prompt(j) for j in jobs if PassSettings.of(j.settings).uses_flux]
-
-
-def clear_pass(folder: "RunFolder", number: int, stem: str | None = None) -> None:
-    """Forget the panel's pass (the large image moves to history): its source image changed."""
-    with folder.lock():
-        retire_print_image(folder, number, stem=stem)
-        set_upscale(folder, number, None)
 
 
 @dataclass(frozen=True)
@@ -78,14 +72,14 @@ def plan_pass(folder: "RunFolder", job: "PanelJob") -> "PassTask | str":
     if not settings.enabled:
         # A panel made in this run has no large image (``begin_panel`` moved it): no need to wait
         # for its commit, so panels still overlap their writes with the next panel's generation.
-        entry = (folder.read() or RunManifest()).panel(job.number)
+        entry = (folder.read(full_panels=()) or RunManifest()).panel(job.number)  # the index has ``upscale``
         if entry is None or (entry.upscale is None and not print_image_path(folder, job.number).is_file()):
             return "off"
         folder.flush()
-        clear_pass(folder, job.number, stem=entry.upscale.key if entry.upscale else None)
+        forget_print_image(folder, job.number, stem=entry.upscale.key if entry.upscale else None)
         return "removed"
     folder.flush()  # the panel's grid-size image and record must be on disk
-    entry = (folder.read() or RunManifest()).panel(job.number)
+    entry = (folder.read(full_panels=[job.number]) or RunManifest()).panel(job.number)  # one record, not all
     if entry is None or not entry.done or not entry.image:
         return "off"
     data = folder.resolve(entry.image, "a panel's image").read_bytes()  # never a path outside the run folder
@@ -184,7 +178,8 @@ def apply_upscale_pass(
         if s.uses_flux:
             from ipprompt.upscale.pass_result import pass_cost
 
-            tiles, nfe, _ = pass_cost(s, *open_image(task.image, name=task.name).size)
+            _, width, height = probe_image(task.image, name=task.name)  # the header: compute_pass decodes it
+            tiles, nfe, _ = pass_cost(s, width, height)
             progress.candidates_added(tiles, nfe)  # the steps bar counts the pass's steps too
             on_step = progress.step
     commit_pass(folder, compute_pass(task, backend() if s.uses_flux else None, device=device, on_step=on_step))

@@ -247,10 +247,11 @@ class RayRunner:
         from ipprompt.upscale.apply import PassTask, commit_pass, compute_pass, plan_pass
 
         tasks = [t for t in (plan_pass(self.folder, j) for j in jobs) if isinstance(t, PassTask)]
-        remote = [t for t in tasks if t.settings.uses_flux and not runs_no_model(self.settings.backend)]
+        on_workers = not runs_no_model(self.settings.backend)
+        remote = [t for t in tasks if t.settings.uses_flux and on_workers]
         local = None
         for task in tasks:
-            if task not in remote:
+            if not (task.settings.uses_flux and on_workers):
                 if task.settings.uses_flux and local is None:  # a backend that runs no model: cheap here
                     from ipprompt.backends.factory import create_backend
 
