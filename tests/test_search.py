@@ -147,7 +147,8 @@ def test_finish_arrangement_equals_the_searchs_own_candidate(backend, encoder, p
         if c.finished:
             again = search.finish_arrangement(prompt, c.arrangement, c.index, c.seed)
             assert np.array_equal(np.array(again.cell), np.array(c.cell))
-            assert again.scores == c.scores  # CLIP-I against the same panel reference set
+            # Exact: same process, same kernels, same pixels, same panel reference set.
+            assert again.scores == c.scores
 
 
 def test_pruned_and_exhaustive_choose_identical_pixels_when_winner_is_finished(backend, encoder, prompt, exhaustive) -> None:  # type: ignore[no-untyped-def]
@@ -176,6 +177,7 @@ def test_preview_after_the_last_step_is_the_finished_cell(backend, prompt) -> No
     backend.advance(handle, 3)
     preview = np.array(backend.preview(handle)).astype(int)
     finished = np.array(crop_target(SPEC, backend.finish(handle))).astype(int)
+    # Exact: the same decode of the same latents in this process (no other code path to differ).
     assert np.array_equal(preview, finished)
 
 
